@@ -64,9 +64,9 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 def _register() -> None:
     # Each stage module adds its commands with register(app).
-    from . import curate_cmds, ingest_cmds, privacy_cmds, scan_cmds, train_cmds, demo_cmds
+    from . import curate_cmds, demo_cmds, export_cmds, ingest_cmds, privacy_cmds, scan_cmds, train_cmds
 
-    for m in (ingest_cmds, scan_cmds, curate_cmds, privacy_cmds, train_cmds, demo_cmds):
+    for m in (ingest_cmds, scan_cmds, curate_cmds, export_cmds, privacy_cmds, train_cmds, demo_cmds):
         m.register(app)
 
 
