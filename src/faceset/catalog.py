@@ -141,6 +141,17 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
     """,
+    # v2 (curate): perceptual hashes for near-duplicate search, and small stage settings
+    # (e.g. the split parameters exporters must honour).
+    """
+    ALTER TABLE images ADD COLUMN phash TEXT;
+    ALTER TABLE images ADD COLUMN phash_flip TEXT;
+    CREATE TABLE settings(
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 
