@@ -1,7 +1,176 @@
-"""CLI commands for this stage (thin: parse, call the library, print)."""
+"""Privacy commands: `forget`, `consent ...`, `audit` (thin: parse, call faceset.privacy, print)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
+from .common import JsonOpt, WorkspaceOpt, console, emit, fail, table, ws_open
+
+consent_app = typer.Typer(help="View and change the consent ledger (per source, person or image) and the blocklist.",
+                          no_args_is_help=True)
+
+
+def forget(
+    selfies: List[Path] = typer.Argument(..., help="One or more photos of the person to erase."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only show what would be erased (and a contact sheet)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Erase without asking."),
+    drop_group_photos: bool = typer.Option(False, "--drop-group-photos",
+                                           help="Drop group shots where they are a bystander instead of blurring them."),
+    threshold: Optional[float] = typer.Option(None, help="Match distance (unit-normalised embeddings)."),
+    refresh_exports: bool = typer.Option(False, "--refresh-exports", help="Rebuild the exports that held them now."),
+    workspace: Optional[Path] = WorkspaceOpt,
+    as_json: bool = JsonOpt,
+):
+    """Erase a person everywhere from their photo(s), blur them in group shots and block them from later scans."""
+    from ..privacy import forget as do_forget
+    from ..privacy.forget import DEFAULT_THRESHOLD, ForgetError
+
+    ws = ws_open(workspace)
+    if not (dry_run or yes) and not sys.stdin.isatty():
+        fail("refusing to erase without confirmation: stdin is not a terminal (pass --yes, or --dry-run to look first)")
+
+    def ask(rep) -> bool:
+        _show_matches(rep)
+        return typer.confirm(f"erase {len(rep.matches)} faces in {len(rep.images)} images for good?", default=False)
+
+    try:
+        rep = do_forget(ws, selfies, dry_run=dry_run, drop_group_photos=drop_group_photos,
+                        threshold=threshold if threshold is not None else DEFAULT_THRESHOLD,
+                        confirm=None if (yes or dry_run) else ask)
+    except ForgetError as e:
+        fail(str(e))
+    refreshed = []
+    if refresh_exports and not (rep.dry_run or rep.cancelled) and rep.exports_stale:
+        from ..export import refresh
+
+        refreshed = refresh(ws)
+    data = rep.to_dict()
+    if refreshed:
+        data["exports_refreshed"] = [getattr(r, "to_dict", lambda r=r: r)() for r in refreshed]
+
+    def human():
+        if dry_run or yes:
+            _show_matches(rep)
+        if rep.cancelled:
+            console.print("cancelled: nothing was erased")
+            return
+        if rep.dry_run:
+            console.print("dry run: nothing was erased")
+            return
+        console.print(
+            f"erased {rep.images_erased} images and {rep.faces_erased} faces, blurred {rep.faces_blurred} "
+            f"bystander faces, deleted {rep.store_objects_deleted} stored objects and {rep.cache_files_deleted} "
+            f"cache/sheet files; blocklist entry {rep.blocklist_id} keeps later scans from adding them back"
+        )
+        if rep.exports_stale and not refreshed:
+            console.print(f"{rep.exports_stale} exports held them and are now stale: run `faceset export --refresh`")
+        if rep.unscanned_images:
+            console.print(f"{rep.unscanned_images} images are not scanned yet: the blocklist will drop them at scan")
+
+    emit(as_json, data, human)
+
+
+def _show_matches(rep) -> None:
+    rows = [[m.image_id, m.face_id, "cluster" if m.distance != m.distance else f"{m.distance:.3f}", m.via,
+             m.action, "; ".join(m.source_paths)] for m in rep.matches]
+    console.print(table(f"{len(rep.matches)} matching faces in {len(rep.images)} images (threshold {rep.threshold})",
+                        ["image", "face", "distance", "via", "action", "original paths"], rows))
+    if rep.contact_sheet:
+        console.print(f"contact sheet: {rep.contact_sheet}")
+
+
+@consent_app.command("list")
+def consent_list(workspace: Optional[Path] = WorkspaceOpt, as_json: bool = JsonOpt):
+    """Every source's basis and expiry, plus per-person and per-image overrides."""
+    from ..privacy.consent import ledger
+
+    led = ledger(ws_open(workspace))
+
+    def human():
+        console.print(table("sources", ["source", "license", "basis", "expires", "images"],
+                            [[s["name"], s["license"], s["basis"], s["expires"] or "-", s["images"]]
+                             for s in led["sources"]]))
+        if led["people"]:
+            console.print(table("people (override their images)", ["person", "basis", "expires", "faces"],
+                                [[p["person"], p["basis"], p["expires"] or "-", p["faces"]] for p in led["people"]]))
+        if led["images"]:
+            console.print(table("images (override their source)", ["image", "basis", "expires"],
+                                [[i["image"], i["basis"], i["expires"] or "-"] for i in led["images"]]))
+        e = led["effective"]
+        console.print(f"faces by effective basis: {e['faces_by_basis']}  expired: {e['faces_expired']}  "
+                      f"exportable by default: {e['faces_usable']}")
+
+    emit(as_json, led, human)
+
+
+@consent_app.command("set")
+def consent_set(
+    basis: str = typer.Option(..., "--basis", help="consent | license | public_domain | research_exemption | unknown"),
+    source: Optional[str] = typer.Option(None, "--source", help="Source name."),
+    person: Optional[int] = typer.Option(None, "--person", help="Person id (overrides the images' basis)."),
+    image: Optional[int] = typer.Option(None, "--image", help="Image id (overrides the source's basis)."),
+    expires: Optional[str] = typer.Option(None, "--expires", help="Expiry date YYYY-MM-DD."),
+    workspace: Optional[Path] = WorkspaceOpt,
+    as_json: bool = JsonOpt,
+):
+    """Record the basis for one source, person or image (audited)."""
+    from ..privacy.consent import ConsentError, set_consent
+
+    ws = ws_open(workspace)
+    try:
+        n = set_consent(ws, basis, source=source, person=person, image=image, expires=expires)
+    except ConsentError as e:
+        fail(str(e))
+    target = {"source": source, "person": person, "image": image}
+    emit(as_json, {"changed": n, "basis": basis, "expires": expires, **{k: v for k, v in target.items() if v is not None}},
+         lambda: console.print(f"basis set to {basis}" + (f" until {expires}" if expires else "")))
+
+
+@consent_app.command("blocklist")
+def consent_blocklist(workspace: Optional[Path] = WorkspaceOpt, as_json: bool = JsonOpt):
+    """People who asked to be forgotten (ids and dates only; templates are never shown)."""
+    from ..privacy.blocklist import entries
+
+    rows = entries(ws_open(workspace))
+    emit(as_json, rows, lambda: console.print(table("blocklist", ["id", "radius", "created_at"],
+                                                    [[r["id"], r["radius"], r["created_at"]] for r in rows])))
+
+
+@consent_app.command("unblock")
+def consent_unblock(blocklist_id: int = typer.Argument(..., help="Id from `faceset consent blocklist`."),
+                    workspace: Optional[Path] = WorkspaceOpt, as_json: bool = JsonOpt):
+    """Delete a blocklist template (only when the person asks): later scans keep their faces again."""
+    from ..privacy.blocklist import remove
+
+    if not remove(ws_open(workspace), blocklist_id):
+        fail(f"no blocklist entry {blocklist_id}")
+    emit(as_json, {"removed": blocklist_id}, lambda: console.print(f"blocklist entry {blocklist_id} removed"))
+
+
+def audit(
+    action: Optional[str] = typer.Option(None, "--action", help="Only this action (ingest, forget, export, ...)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Newest N entries."),
+    workspace: Optional[Path] = WorkspaceOpt,
+    as_json: bool = JsonOpt,
+):
+    """The append-only log: who did what, when, with which counts (never faces or file names)."""
+    from ..privacy.audit import entries
+
+    rows = entries(ws_open(workspace), action=action, limit=limit)
+
+    def human():
+        console.print(table("audit log (newest first)", ["id", "when", "who", "action", "details"],
+                            [[r["id"], r["ts"], r["actor"], r["action"],
+                              ", ".join(f"{k}={v}" for k, v in r["details"].items())] for r in rows]))
+
+    emit(as_json, rows, human)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command()(forget)
+    app.command()(audit)
+    app.add_typer(consent_app, name="consent")

@@ -8,11 +8,7 @@ basis; ``audit.entries(ws)`` reads the log.
 
 from __future__ import annotations
 
+# The function shadows its module on purpose: `faceset.privacy.forget(ws, selfies)` is the contract.
+from .forget import ForgetError, ForgetReport, erase, find_matches, forget  # noqa: E402
 
-def __getattr__(name: str):
-    # forget pulls in the scan stack (dlib): load it only when asked.
-    if name in ("forget", "find_matches", "erase", "ForgetReport", "ForgetError"):
-        from . import forget as _f
-
-        return getattr(_f, name)
-    raise AttributeError(name)
+__all__ = ["ForgetError", "ForgetReport", "erase", "find_matches", "forget"]
