@@ -1,0 +1,405 @@
+"""Ingest: photo folders, archives and manifests -> catalog rows + clean copies in the store.
+
+``ingest(ws, sources, license=..., consent=...)`` is the stage's one entry point.
+
+Why it is shaped like this:
+- Provenance first: a licence and a consent basis (per source or per manifest row) are required
+  and checked for every SRC *before* anything is written.
+- Crash safety: items are processed in a deterministic order; decoded copies are written to the
+  content-addressed store (atomic) *before* the catalog transaction that references them commits,
+  one small batch per transaction. A kill -9 leaves at most unreferenced store objects
+  (``Store.gc``), and a rerun skips every (source, path, sha256) already recorded, so it resumes
+  where it stopped and ends with the same catalog as an uninterrupted run.
+- Flat memory: sources stream items; at most a small window of items is in flight.
+- Decoding dominates, so it runs in a small process pool; the catalog is written by this process only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import Counter, deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..catalog import CONSENT_BASES, now
+from ..imageio import (
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    Rejected,
+    decode,
+)
+from ..progress import bar
+from ..store import Store
+from ..workspace import Workspace
+from .labels import LabelSpec, parse_spec
+from .sources import IngestError, Item, Source, open_source, row_value
+
+__all__ = ["ingest", "IngestReport", "IngestError"]
+
+PER_ROW = "per-row"  # sources.license/consent when only the manifest rows carry them
+BATCH_ITEMS = 64
+BATCH_SECONDS = 1.0
+MAX_REJECTS_LISTED = 1000
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    duplicates: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)  # reason code -> count
+    rejects: list[tuple[str, str]] = field(default_factory=list)  # (path, "code: reason"), first 1000
+    skipped: int = 0  # already recorded by an earlier run (resume / re-ingest)
+    ignored: int = 0  # OS junk (.DS_Store, __MACOSX, ._*): not recorded
+    duplicate_kinds: dict[str, int] = field(default_factory=dict)  # same_bytes | same_pixels
+    label_conflicts: int = 0  # duplicates whose labels disagree with the kept image's
+    sources: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def n_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "added": self.added,
+            "duplicates": self.duplicates,
+            "duplicate_kinds": dict(self.duplicate_kinds),
+            "rejected": dict(sorted(self.rejected.items(), key=lambda kv: -kv[1])),
+            "rejected_total": self.n_rejected,
+            "rejects": [{"path": p, "reason": r} for p, r in self.rejects],
+            "skipped": self.skipped,
+            "ignored": self.ignored,
+            "label_conflicts": self.label_conflicts,
+            "sources": self.sources,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+# -- worker side ---------------------------------------------------------------
+_W: dict[str, Any] = {}
+
+
+def _init_worker(store_root: str, limits: dict) -> None:
+    _W["store"] = Store(store_root)
+    _W["limits"] = limits
+
+
+def _process(path: str, fs_path: str | None, data: bytes | None, known_sha: str | None) -> tuple:
+    """Read, hash, decode, store the clean copy. Returns a small tuple (no pixels) for the parent."""
+    if data is None:
+        try:
+            with open(fs_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return ("rejected", None, None, "missing", "file disappeared while ingesting")
+        except OSError as e:
+            return ("rejected", None, None, "unreadable", f"cannot read ({e.strerror or e})")
+    sha = hashlib.sha256(data).hexdigest()
+    if known_sha == sha:
+        return ("skip", sha, len(data))
+    try:
+        d = decode(data, **_W["limits"])
+    except Rejected as r:
+        return ("rejected", sha, len(data), r.code, r.reason)
+    key = _W["store"].put(d.clean)
+    return ("ok", sha, len(data), d.pixel_sha, key, d.format, d.width, d.height, len(d.clean))
+
+
+# -- orchestration ---------------------------------------------------------------
+@dataclass
+class _Plan:
+    src: Source
+    name: str
+    license: str  # default for this run's new images
+    consent: str
+    existing_id: int | None
+    row_license: str | None = None  # the source row's own values (images store only overrides)
+    row_consent: str | None = None
+
+    @property
+    def base_license(self) -> str:
+        return self.row_license or self.license
+
+    @property
+    def base_consent(self) -> str:
+        return self.row_consent or self.consent
+
+
+def _validate_consent(consent: str | None, where: str) -> None:
+    if consent is not None and consent not in CONSENT_BASES:
+        raise IngestError(f"{where}: consent basis {consent!r} is not one of {', '.join(CONSENT_BASES)}")
+
+
+def _missing_msg(src: str, what: str) -> str:
+    return (f"refusing to ingest {src}: no {what} given. Pass --license TEXT (e.g. CC-BY-4.0) and "
+            f"--consent BASIS ({'|'.join(CONSENT_BASES)}), or give license/consent columns in a manifest.")
+
+
+def _plan(ws: Workspace, sources: list, license, consent, source_name, spec: LabelSpec, caps: dict) -> list[_Plan]:
+    """Check everything (paths, names, licence, consent, labels) before a single row is written."""
+    if not sources:
+        raise IngestError("nothing to ingest: give at least one SRC (folder, zip/tar archive, CSV/JSONL manifest)")
+    if source_name and len(sources) > 1:
+        raise IngestError("--source-name names one source; ingest several SRCs with separate commands")
+    _validate_consent(consent, "--consent")
+    if license is not None and not license.strip():
+        license = None
+    plans, used = [], set()
+    for s in sources:
+        src = open_source(s, max_file_bytes=caps["max_file_bytes"])
+        row = None
+        if source_name:
+            row = ws.catalog.one("SELECT * FROM sources WHERE name=?", (source_name,))
+            name = source_name
+        else:
+            row = ws.catalog.one("SELECT * FROM sources WHERE kind=? AND uri=?", (src.kind, src.uri))
+            name = row["name"] if row else _unique_name(ws, src.default_name, used)
+        used.add(name)
+        lic = license or (row["license"] if row else None)
+        con = consent or (row["consent"] if row else None)
+        if spec.kind == "column":
+            if src.kind != "manifest":
+                raise IngestError(f"--labels column:... needs a CSV/JSONL manifest, but {s} is a {src.kind}")
+            cols = set(next(src.rows(), {}) or {})
+            missing = [n for n in spec.names if n not in cols]
+            if missing:
+                raise IngestError(f"{s}: manifest has no column {', '.join(missing)} (has: {', '.join(sorted(cols))})")
+        if src.kind == "manifest":
+            bad_lic, bad_con = [], []
+            for i, r in enumerate(src.rows(), 2):
+                rc = row_value(r, "consent")
+                _validate_consent(rc, f"{s} row {i}")
+                if not (row_value(r, "license", "licence") or (lic and lic != PER_ROW)):
+                    bad_lic.append(i)
+                if not (rc or (con and con != PER_ROW)):
+                    bad_con.append(i)
+            if bad_lic or bad_con:
+                what = "licence" if bad_lic else "consent basis"
+                rows = (bad_lic or bad_con)[:5]
+                raise IngestError(_missing_msg(s, what) + f" (manifest rows without one: {rows}...)")
+            lic, con = lic or PER_ROW, con or PER_ROW
+        elif not lic:
+            raise IngestError(_missing_msg(str(s), "licence"))
+        elif not con:
+            raise IngestError(_missing_msg(str(s), "consent basis"))
+        plans.append(_Plan(src, name, lic, con, row["id"] if row else None,
+                           row["license"] if row else None, row["consent"] if row else None))
+    return plans
+
+
+def _unique_name(ws: Workspace, base: str, used: set) -> str:
+    name, n = base, 1
+    while name in used or ws.catalog.scalar("SELECT 1 FROM sources WHERE name=?", (name,)):
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def ingest(
+    ws: Workspace,
+    sources: list[str | Path],
+    *,
+    license: str | None,
+    consent: str | None,
+    source_name: str | None = None,
+    labels: str | None = None,
+    progress: bool = True,
+    label_map: list[str] | dict | None = None,
+    workers: int | None = None,
+    min_side: int = DEFAULT_MIN_SIDE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+) -> IngestReport:
+    """Record every file of ``sources`` in the catalog and store a clean copy of each new image.
+
+    Raises ``IngestError`` (nothing written) for missing licence/consent, bad label specs or
+    unreadable SRCs; per-file problems are rejections counted in the report, never exceptions.
+    """
+    t0 = time.monotonic()
+    spec = parse_spec(labels, label_map)
+    limits = {"min_side": int(min_side), "max_pixels": int(max_pixels), "max_file_bytes": int(max_file_bytes)}
+    plans = _plan(ws, list(sources), license, consent, source_name, spec, limits)
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1)
+    rep = IngestReport()
+    orphan_keys: set[str] = set()
+    pool = None
+    if workers > 1:
+        import multiprocessing as mp
+
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
+                                   initializer=_init_worker, initargs=(str(ws.store.root), limits))
+    else:
+        _init_worker(str(ws.store.root), limits)
+    try:
+        for plan in plans:
+            src_id = _ensure_source(ws, plan)
+            before = (rep.added, rep.duplicates, rep.n_rejected, rep.skipped)
+            with bar(f"ingest {plan.name}", plan.src.count(), enabled=progress) as b:
+                batch: list = []
+                last = time.monotonic()
+                for item, res in _results(ws, src_id, plan.src.items(), pool):
+                    b.advance()
+                    batch.append((item, res))
+                    if len(batch) >= BATCH_ITEMS or time.monotonic() - last >= BATCH_SECONDS:
+                        _commit(ws, plan, src_id, spec, batch, rep, orphan_keys)
+                        batch, last = [], time.monotonic()
+                if batch:
+                    _commit(ws, plan, src_id, spec, batch, rep, orphan_keys)
+            rep.sources.append({
+                "name": plan.name, "kind": plan.src.kind, "license": plan.license, "consent": plan.consent,
+                "added": rep.added - before[0], "duplicates": rep.duplicates - before[1],
+                "rejected": rep.n_rejected - before[2], "skipped": rep.skipped - before[3],
+            })
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    _drop_orphans(ws, orphan_keys)
+    rep.seconds = time.monotonic() - t0
+    return rep
+
+
+def _ensure_source(ws: Workspace, plan: _Plan) -> int:
+    if plan.existing_id is not None:
+        return plan.existing_id
+    with ws.catalog.tx() as c:
+        row = c.execute("SELECT id FROM sources WHERE name=?", (plan.name,)).fetchone()
+        if row:
+            return row[0]
+        cur = c.execute(
+            "INSERT INTO sources(name, kind, uri, license, consent, created_at) VALUES (?,?,?,?,?,?)",
+            (plan.name, plan.src.kind, plan.src.uri, plan.license, plan.consent, now()))
+        ws.catalog.audit("source.create", kind=plan.src.kind, license=plan.license, consent=plan.consent)
+        return cur.lastrowid
+
+
+def _results(ws: Workspace, src_id: int, items: Iterator[Item], pool) -> Iterator[tuple[Item, tuple]]:
+    """(item, result) in input order, with at most a small window in flight (flat memory)."""
+    window: deque[tuple[Item, Future | tuple]] = deque()
+    limit = 8 * (pool._max_workers if pool is not None else 1)
+    q = ws.catalog.conn
+    for it in items:
+        if it.ignored:
+            res: Future | tuple = ("ignored",)
+        else:
+            known = q.execute("SELECT sha256, outcome FROM files WHERE source_id=? AND path=?",
+                              (src_id, it.path)).fetchone()
+            if it.reject is not None:
+                res = ("skip",) if known else ("rejected", None, it.size, it.reject.code, it.reject.reason)
+            elif pool is None:
+                res = _process(it.path, it.fs_path, it.data, known[0] if known else None)
+            else:
+                res = pool.submit(_process, it.path, it.fs_path, it.data, known[0] if known else None)
+            it.data = None  # the worker has its copy; keep the window light
+        window.append((it, res))
+        while len(window) > limit:
+            yield _resolve(window.popleft())
+    while window:
+        yield _resolve(window.popleft())
+
+
+def _resolve(pair):
+    it, res = pair
+    return it, (res.result() if isinstance(res, Future) else res)
+
+
+def _upsert_file(c, src_id, path, sha, size, image_id, outcome, code, reason) -> None:
+    c.execute(
+        """INSERT INTO files(source_id, path, sha256, size, image_id, outcome, reason_code, reason, seen_at)
+           VALUES (?,?,?,?,?,?,?,?,?)
+           ON CONFLICT(source_id, path) DO UPDATE SET sha256=excluded.sha256, size=excluded.size,
+             image_id=excluded.image_id, outcome=excluded.outcome, reason_code=excluded.reason_code,
+             reason=excluded.reason, seen_at=excluded.seen_at""",
+        (src_id, path, sha, size, image_id, outcome, code, reason, now()))
+
+
+def _commit(ws: Workspace, plan: _Plan, src_id: int, spec: LabelSpec, batch: list, rep: IngestReport,
+            orphan_keys: set[str]) -> None:
+    """One transaction per batch: files, images and labels of these items, all or nothing."""
+    counts: Counter = Counter()
+    origin = {"folder": "folder", "column": "manifest", "regex": "regex"}.get(spec.kind, "user")
+    with ws.catalog.tx() as c:
+        for it, res in batch:
+            kind = res[0]
+            if kind == "ignored":
+                rep.ignored += 1
+                continue
+            if kind == "skip":
+                rep.skipped += 1
+                counts["skipped"] += 1
+                continue
+            if kind == "rejected":
+                _, sha, size, code, reason = res
+                _upsert_file(c, src_id, it.path, sha, size, None, "rejected", code, reason)
+                rep.rejected[code] = rep.rejected.get(code, 0) + 1
+                if len(rep.rejects) < MAX_REJECTS_LISTED:
+                    rep.rejects.append((it.path, f"{code}: {reason}"))
+                counts["rejected"] += 1
+                continue
+            _, sha, size, psha, key, fmt, w, h, nbytes = res
+            lab = spec.extract(it.path, it.columns)
+            dup = c.execute("SELECT image_id FROM files WHERE sha256=? AND image_id IS NOT NULL LIMIT 1",
+                            (sha,)).fetchone()
+            how = "same_bytes"
+            if dup is None:
+                dup = c.execute("SELECT id FROM images WHERE pixel_sha=?", (psha,)).fetchone()
+                how = "same_pixels"
+            if dup is not None:
+                img = dup[0]
+                kept_key = c.execute("SELECT store_key FROM images WHERE id=?", (img,)).fetchone()[0]
+                if key != kept_key:
+                    orphan_keys.add(key)
+                conflicts = _merge_labels(c, img, lab, origin)
+                reason = f"{how.replace('_', ' ')} as image {img}"
+                if conflicts:
+                    reason += "; labels differ: " + ", ".join(conflicts)
+                    rep.label_conflicts += 1
+                _upsert_file(c, src_id, it.path, sha, size, img, "duplicate", how, reason)
+                rep.duplicates += 1
+                rep.duplicate_kinds[how] = rep.duplicate_kinds.get(how, 0) + 1
+                counts["duplicates"] += 1
+                continue
+            lic = it.license or (plan.license if plan.license != PER_ROW else None)
+            con = it.consent or (plan.consent if plan.consent != PER_ROW else None)
+            cur = c.execute(
+                """INSERT INTO images(pixel_sha, sha256, store_key, format, width, height, bytes, source_id,
+                                      license, consent, consent_expires, status, created_at)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,'new',?)""",
+                (psha, sha, key, fmt, w, h, nbytes, src_id,
+                 None if lic == plan.base_license else lic, None if con == plan.base_consent else con,
+                 it.consent_expires, now()))
+            img = cur.lastrowid
+            for n, v in lab.items():
+                c.execute("INSERT OR IGNORE INTO labels(image_id, name, value, origin, updated_at) VALUES (?,?,?,?,?)",
+                          (img, n, v, origin, now()))
+            _upsert_file(c, src_id, it.path, sha, size, img, "added", None, None)
+            rep.added += 1
+            counts["added"] += 1
+        if counts.get("added") or counts.get("duplicates") or counts.get("rejected"):
+            ws.catalog.audit("ingest", source_id=src_id, **{k: counts[k] for k in
+                                                            ("added", "duplicates", "rejected", "skipped")})
+
+
+def _merge_labels(c, image_id: int, lab: dict[str, str], origin: str) -> list[str]:
+    """Add labels the kept image lacks; report (never overwrite) the ones that disagree."""
+    conflicts = []
+    for n, v in lab.items():
+        cur = c.execute("SELECT value FROM labels WHERE image_id=? AND name=?", (image_id, n)).fetchone()
+        if cur is None:
+            c.execute("INSERT INTO labels(image_id, name, value, origin, updated_at) VALUES (?,?,?,?,?)",
+                      (image_id, n, v, origin, now()))
+        elif cur[0] != v:
+            conflicts.append(f"{n}={v} (kept {cur[0]})")
+    return conflicts
+
+
+def _drop_orphans(ws: Workspace, keys: set[str]) -> None:
+    """Clean copies of pixel-duplicates were stored by the workers before we knew; remove unreferenced ones."""
+    for k in keys:
+        if not ws.catalog.scalar("SELECT 1 FROM images WHERE store_key=? LIMIT 1", (k,)):
+            ws.store.delete(k)
