@@ -27,7 +27,7 @@ from ..progress import bar
 from ..workspace import Workspace
 from .datasheet import render_datasheet
 from .encode import blur_boxes, clean, encode
-from .select import Selection, select_items
+from .select import Selection, select_items, split_order
 from .writers import FORMATS, make_writer
 
 WHATS = ("crops", "chips", "images")
@@ -221,7 +221,7 @@ def _report(out: Path, params: dict, sel: Selection, export_id: int, t0: float) 
         export_id=export_id, path=str(out), format=params["format"], what=params["what"], label=params["label"],
         items=len(sel.items), files=0, bytes=0, seconds=round(time.perf_counter() - t0, 3),
         classes=dict(sorted(Counter(it.cls for it in sel.items).items())),
-        splits={s: dict(sorted(c.items())) for s, c in sorted(splits.items())},
+        splits={s: dict(sorted(splits[s].items())) for s in sorted(splits, key=split_order)},
         skipped=dict(sel.skipped.most_common()), included_unknown_consent=sel.included_unknown_consent,
         people=len({it.person_id for it in sel.items if it.person_id is not None}),
         blurred_faces=sum(len(it.blur_boxes) for it in sel.items),

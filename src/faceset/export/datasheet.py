@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..catalog import now
 from ..workspace import Workspace
-from .select import ALL_CLASS, UNSPLIT, Selection
+from .select import ALL_CLASS, UNSPLIT, Selection, split_order
 
 if TYPE_CHECKING:
     from .core import ExportReport
@@ -70,7 +70,7 @@ def _cross(counter: Counter, rows: list[str], splits: list[str], top: int = 40) 
 def render_datasheet(ws: Workspace, rep: "ExportReport", sel: Selection, params: dict) -> str:
     items = sel.items
     c = ws.catalog
-    splits = sorted({it.split for it in items}, key=lambda s: (["train", "val", "test"] + [s]).index(s))
+    splits = sorted({it.split for it in items}, key=split_order)
     n = len(items)
     by_cls = Counter((it.cls, it.split) for it in items)
     by_src = Counter((it.source, it.split) for it in items)

@@ -20,6 +20,11 @@ UNSPLIT = "unsplit"  # people without an assigned split (assign_splits not run y
 ALL_CLASS = "all"  # class folder when no --label is chosen
 
 
+def split_order(split: str) -> tuple[int, str]:
+    """Sort key: train, val, test first, then anything else by name."""
+    return ({"train": 0, "val": 1, "test": 2}.get(split, 3), split)
+
+
 @dataclass
 class Item:
     """One exported record: a face (chips/crops) or a whole image (images)."""

@@ -1,0 +1,103 @@
+"""`faceset build`: one command from photo folders to a finished dataset.
+
+ingest -> scan -> duplicates -> people -> splits -> export -> report. Every
+step is idempotent over the catalog (ingest skips files it has seen, scan takes
+only 'new' images, clustering is incremental, splits never move a person, the
+export is swapped in atomically), so rerunning after a kill simply continues.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .workspace import Workspace, open_workspace
+
+STEPS = ("ingest", "scan", "duplicates", "people", "splits", "export", "report")
+
+
+@dataclass
+class BuildReport:
+    out: str
+    workspace: str
+    dataset: str
+    datasheet: str
+    report: str
+    label: str | None
+    steps: dict[str, dict] = field(default_factory=dict)  # step -> that stage's report (to_dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _d(x) -> dict:
+    if hasattr(x, "to_dict"):
+        return x.to_dict()
+    if isinstance(x, list):
+        return {"items": [_d(i) for i in x]}
+    return dict(x) if isinstance(x, dict) else {"result": str(x)}
+
+
+def pick_label(ws: Workspace, label: str | None) -> str | None:
+    """The class label: the one asked for, else the workspace's only label name, else none."""
+    if label:
+        return label
+    names = [r[0] for r in ws.catalog.q("SELECT DISTINCT name FROM labels WHERE value != '' ORDER BY 1")]
+    return names[0] if len(names) == 1 else None
+
+
+def build(
+    sources: list[str | Path],
+    out: str | Path,
+    *,
+    workspace: str | Path | None = None,
+    license: str | None = None,
+    consent: str | None = None,
+    labels: str | None = None,
+    format: str = "imagefolder",
+    what: str = "crops",
+    label: str | None = None,
+    engine: str = "local",
+    blur_bystanders: bool = False,
+    progress: bool = True,
+    on_step: Callable[[str, dict], None] | None = None,
+) -> BuildReport:
+    """Run the whole pipeline into ``out`` (``workspace/``, ``dataset/``, ``report.html``); rerun to resume."""
+    from .curate import assign_splits, cluster_people, find_duplicates
+    from .export import export
+    from .ingest import ingest
+    from .report import report
+    from .scan import scan
+
+    out = Path(out).expanduser().resolve()
+    ws_path = Path(workspace).expanduser().resolve() if workspace else out / "workspace"
+    out.mkdir(parents=True, exist_ok=True)
+    ws = open_workspace(ws_path, create=True)
+    dataset = out / "dataset"
+    rep = BuildReport(out=str(out), workspace=str(ws_path), dataset=str(dataset),
+                      datasheet=str(dataset / "datasheet.md"), report=str(out / "report.html"), label=label)
+
+    def step(name: str, fn: Callable[[], object]) -> None:
+        t = time.perf_counter()
+        rep.steps[name] = _d(fn())
+        rep.seconds[name] = round(time.perf_counter() - t, 2)
+        if on_step:
+            on_step(name, rep.steps[name])
+
+    try:
+        step("ingest", lambda: ingest(ws, [str(s) for s in sources], license=license, consent=consent,
+                                      labels=labels, progress=progress))
+        step("scan", lambda: scan(ws, engine=engine, progress=progress))
+        step("duplicates", lambda: find_duplicates(ws))
+        step("people", lambda: cluster_people(ws))
+        rep.label = pick_label(ws, label)
+        step("splits", lambda: assign_splits(ws, label=rep.label))
+        step("export", lambda: export(ws, dataset, format=format, what=what, label=rep.label,
+                                      blur_bystanders=blur_bystanders, progress=progress))
+        step("report", lambda: report(ws, out / "report.html"))
+    finally:
+        ws.close()
+    return rep
