@@ -1,0 +1,255 @@
+"""Labels checked per person: conflicts, likely label noise, bulk fixes through CSV.
+
+Labels live per image (``labels``); a label describes the image's main face,
+so per-person checks join labels to main faces. A person is one human, so two
+genders (or races) within one person is a conflict; numeric labels such as
+age legitimately vary across photos, so they conflict only beyond a tolerance.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..catalog import now
+from ..workspace import Workspace
+
+
+@dataclass
+class Conflict:
+    person_id: int
+    label: str
+    values: dict[str, int]  # value -> images
+    majority: str
+    minority_images: list[int]  # images whose value is not the majority (numeric: furthest from the median)
+
+
+@dataclass
+class ConflictReport:
+    people_checked: int = 0
+    conflicts: list[Conflict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+def label_conflicts(ws: Workspace, *, label: str | None = None, numeric_tolerance: float = 10.0) -> ConflictReport:
+    """People whose main faces carry disagreeing values of one label."""
+    rows = ws.catalog.q(
+        """SELECT f.person_id, l.name, l.value, l.image_id FROM faces f
+           JOIN labels l ON l.image_id=f.image_id
+           WHERE f.is_main=1 AND f.person_id IS NOT NULL""" + (" AND l.name=?" if label else "")
+        + " ORDER BY f.person_id, l.name, l.image_id",
+        (label,) if label else (),
+    )
+    by: dict[tuple[int, str], list[tuple[str, int]]] = defaultdict(list)
+    for r in rows:
+        by[(r["person_id"], r["name"])].append((r["value"], r["image_id"]))
+    rep = ConflictReport(people_checked=len({p for p, _ in by}))
+    numeric = {n: all(_is_number(v) for (_, n2), vals in by.items() if n2 == n for v, _ in vals) for _, n in by}
+    for (pid, name), vals in sorted(by.items()):
+        counts = Counter(v for v, _ in vals)
+        if len(counts) < 2:
+            continue
+        if numeric[name]:
+            xs = np.array([float(v) for v, _ in vals])
+            if xs.max() - xs.min() <= numeric_tolerance:
+                continue
+            med = float(np.median(xs))
+            majority = f"{med:g}"
+            minority = sorted(i for v, i in vals if abs(float(v) - med) > numeric_tolerance / 2)
+        else:
+            majority = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+            minority = sorted(i for v, i in vals if v != majority)
+        rep.conflicts.append(Conflict(pid, name, dict(sorted(counts.items())), majority, minority))
+    return rep
+
+
+@dataclass
+class Suspect:
+    image_id: int
+    face_id: int
+    person_id: int | None
+    given: str
+    predicted: str
+    p_given: float  # cross-validated probability of the given label
+    path: str
+
+
+@dataclass
+class NoiseReport:
+    label: str
+    faces: int = 0
+    folds: int = 0
+    cv_accuracy: float = 0.0
+    suspects: list[Suspect] = field(default_factory=list)  # most suspicious first
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def label_noise(ws: Workspace, label: str, *, top: int = 50, folds: int = 5, seed: int = 0) -> NoiseReport:
+    """Rank main faces by how little cross-validated predictions on embeddings believe their label.
+
+    Folds are grouped by person, so a face is judged by a model that never saw
+    that person: otherwise a person's own other photos would vouch for a
+    consistently wrong label.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rows = ws.catalog.q(
+        """SELECT f.id, f.image_id, f.person_id, f.embedding, l.value FROM faces f
+           JOIN labels l ON l.image_id=f.image_id AND l.name=?
+           JOIN images i ON i.id=f.image_id
+           WHERE f.is_main=1 AND f.embedding IS NOT NULL AND i.dup_of IS NULL AND l.value != ''
+           ORDER BY f.id""",
+        (label,),
+    )
+    rep = NoiseReport(label=label, faces=len(rows))
+    if not rows:
+        return rep
+    y = np.array([r["value"] for r in rows])
+    classes, counts = np.unique(y, return_counts=True)
+    k = int(min(folds, counts.min())) if len(classes) > 1 else 0
+    if k < 2:
+        return rep  # one class, or a class too rare to cross-validate: nothing to judge against
+    X = np.frombuffer(b"".join(r["embedding"] for r in rows), np.float32).reshape(-1, 128)
+    groups = np.array([r["person_id"] if r["person_id"] is not None else -r["id"] for r in rows])
+    if len(np.unique(groups)) >= k:
+        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    else:
+        cv, groups = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed), None
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
+    proba = cross_val_predict(model, X, y, cv=cv, groups=groups, method="predict_proba")
+    col = {c: i for i, c in enumerate(classes)}
+    p_given = proba[np.arange(len(y)), [col[v] for v in y]]
+    pred = classes[proba.argmax(1)]
+    rep.folds, rep.cv_accuracy = k, round(float((pred == y).mean()), 4)
+    paths = _paths(ws)
+    for i in np.argsort(p_given, kind="stable")[:top]:
+        if pred[i] == y[i]:
+            continue
+        r = rows[i]
+        rep.suspects.append(Suspect(r["image_id"], r["id"], r["person_id"], str(y[i]), str(pred[i]),
+                                    round(float(p_given[i]), 4), paths.get(r["image_id"], "")))
+    return rep
+
+
+def _paths(ws: Workspace) -> dict[int, str]:
+    return {r[0]: r[1] for r in ws.catalog.q(
+        "SELECT image_id, path FROM files WHERE image_id IS NOT NULL AND id IN (SELECT MIN(id) FROM files GROUP BY image_id)")}
+
+
+EXPORT_COLUMNS = ["image_id", "person_id", "label", "value", "origin", "path"]
+
+
+def export_labels(ws: Workspace, out: str | Path, *, label: str | None = None) -> int:
+    """Write one row per (image, label) for review in a spreadsheet; returns rows written."""
+    rows = ws.catalog.q(
+        """SELECT l.image_id, (SELECT person_id FROM faces WHERE image_id=l.image_id AND is_main=1) AS person_id,
+                  l.name AS label, l.value, l.origin FROM labels l"""
+        + (" WHERE l.name=?" if label else "") + " ORDER BY l.image_id, l.name",
+        (label,) if label else (),
+    )
+    paths = _paths(ws)
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(EXPORT_COLUMNS)
+        for r in rows:
+            w.writerow([r["image_id"], r["person_id"] if r["person_id"] is not None else "", r["label"], r["value"],
+                        r["origin"], paths.get(r["image_id"], "")])
+    return len(rows)
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    rejected: list[str] = field(default_factory=list)  # "line N: reason"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def import_labels(ws: Workspace, src: str | Path) -> ImportReport:
+    """Apply a reviewed CSV (columns image_id or person_id, label, value; origin becomes 'user').
+
+    A row with a blank image_id and a person_id sets the label on every image whose
+    main face is that person (bulk fix). An empty value removes the label. Bad rows
+    are reported by line and skipped; the rest is applied in one transaction.
+    """
+    c = ws.catalog
+    rep = ImportReport()
+    images = {r[0] for r in c.q("SELECT id FROM images")}
+    person_images: dict[int, list[int]] = defaultdict(list)
+    for r in c.q("SELECT person_id, image_id FROM faces WHERE is_main=1 AND person_id IS NOT NULL"):
+        person_images[r[0]].append(r[1])
+    current = {(r[0], r[1]): r[2] for r in c.q("SELECT image_id, name, value FROM labels")}
+    with open(src, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        missing = {"label", "value"} - set(reader.fieldnames or [])
+        if missing or not ({"image_id", "person_id"} & set(reader.fieldnames or [])):
+            raise ValueError(f"{src}: need columns image_id or person_id, label, value (got {reader.fieldnames})")
+        updates: dict[tuple[int, str], str] = {}
+        for line, row in enumerate(reader, start=2):
+            rep.rows += 1
+            name, value = (row.get("label") or "").strip(), (row.get("value") or "").strip()
+            if not name:
+                rep.rejected.append(f"line {line}: empty label name")
+                continue
+            try:
+                if (row.get("image_id") or "").strip():
+                    targets = [int(row["image_id"])]
+                    if targets[0] not in images:
+                        rep.rejected.append(f"line {line}: no image {targets[0]}")
+                        continue
+                else:
+                    pid = int(row.get("person_id") or "")
+                    targets = person_images.get(pid, [])
+                    if not targets:
+                        rep.rejected.append(f"line {line}: no person {pid} with labelled faces")
+                        continue
+            except ValueError:
+                rep.rejected.append(f"line {line}: image_id/person_id is not a number")
+                continue
+            for t in targets:
+                updates[(t, name)] = value
+    ts = now()
+    with c.tx() as conn:
+        for (image_id, name), value in updates.items():
+            old = current.get((image_id, name))
+            if value == "":
+                if old is not None:
+                    conn.execute("DELETE FROM labels WHERE image_id=? AND name=?", (image_id, name))
+                    rep.removed += 1
+                else:
+                    rep.unchanged += 1
+            elif old == value:
+                rep.unchanged += 1
+            else:
+                conn.execute(
+                    "INSERT INTO labels(image_id, name, value, origin, updated_at) VALUES (?,?,?,'user',?) "
+                    "ON CONFLICT(image_id, name) DO UPDATE SET value=excluded.value, origin='user', "
+                    "updated_at=excluded.updated_at",
+                    (image_id, name, value, ts),
+                )
+                rep.changed += 1
+        c.audit("label_import", rows=rep.rows, changed=rep.changed, removed=rep.removed, rejected=len(rep.rejected))
+    return rep

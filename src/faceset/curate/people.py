@@ -1,0 +1,205 @@
+"""People: cluster face embeddings into identities, incrementally, with stable ids.
+
+Graph: each face links to its ``K`` nearest faces closer than ``THRESHOLD``
+(weighted by closeness) and Chinese whispers clusters it. Incremental runs
+cluster only the new faces plus the already-assigned faces within reach of
+them; a cluster holding assigned faces takes their majority person, others
+become new people. Assigned faces never move and ids never renumber, so a
+person's split stays put. Memory is O(n * K) (blockwise exact kNN).
+
+Why faces, not only centroids, as anchors: one person photographed over years
+is several modes; a single mean sits between them. ``people.centroid`` (mean
+of the person's 'ok' faces) is still maintained for other stages.
+
+THRESHOLD was calibrated on ``identities/`` (leave-people-out; see
+bench/people.py and docs/curate.md), not taken from dlib's 0.6.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..catalog import now
+from ..workspace import Workspace
+from .graph import chinese_whispers, knn
+
+THRESHOLD = 0.55
+K = 30
+
+
+def edge_weight(d: np.ndarray, threshold: float) -> np.ndarray:
+    """Closer faces pull harder; still positive at the threshold. Unweighted links let one
+    look-alike pair merge two people at 0.55 on identities/ (see bench)."""
+    return 1.1 - d / threshold
+
+
+def cluster_embeddings(emb: np.ndarray, threshold: float = THRESHOLD, k: int = K, seed: int = 0) -> np.ndarray:
+    """Labels 0..m-1 for a fresh set of embeddings (what cluster_people does on a first run)."""
+    return cluster_graph(emb, threshold, k, seed)
+
+
+def _cluster(new: np.ndarray, old: np.ndarray, old_labels: np.ndarray, threshold: float, k: int, seed: int) -> np.ndarray:
+    """Labels for ``new`` rows: >= 0 is an existing label from ``old_labels``, < 0 a new cluster (-1, -2, ...).
+
+    Chinese whispers runs unclamped on the new faces plus the old faces within
+    reach of them; a resulting cluster that holds old faces takes their majority
+    label (ties: the smaller, i.e. older, id), one without old faces becomes a
+    new person. Clamping old faces instead lets a batch of new photos of a
+    known person outvote a few old ones and start a duplicate person.
+    """
+    n = len(new)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    if len(old):
+        i, d = knn(new, old, k)
+        near = np.unique(i[d < threshold])
+    else:
+        near = np.zeros(0, np.int64)
+    nodes = np.concatenate([new, old[near]]) if len(near) else new
+    lab = cluster_graph(nodes, threshold, k, seed)
+    out = np.empty(n, np.int64)
+    old_lab = old_labels[near]
+    next_new = -1
+    for c in np.unique(lab[:n]):  # clusters numbered by their first face, so new ids follow arrival order
+        members = lab[:n] == c
+        held = old_lab[lab[n:] == c]
+        if len(held):
+            vals, counts = np.unique(held, return_counts=True)
+            out[members] = vals[np.argmax(counts)]  # np.unique sorts: ties go to the older id
+        else:
+            out[members] = next_new
+            next_new -= 1
+    return out
+
+
+def cluster_graph(emb: np.ndarray, threshold: float, k: int, seed: int) -> np.ndarray:
+    """Chinese whispers on the kNN graph of ``emb`` (edges closer than ``threshold``); labels renumbered
+    0.. in order of each cluster's first row."""
+    n = len(emb)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    i, d = knn(emb, emb, k, exclude_self=True)
+    src = np.repeat(np.arange(n), i.shape[1])
+    keep = d.ravel() < threshold
+    lab = chinese_whispers(n, src[keep], i.ravel()[keep], edge_weight(d.ravel()[keep], threshold), seed=seed)
+    _, first, inv = np.unique(lab, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[inv]
+
+
+@dataclass
+class PeopleReport:
+    faces: int = 0  # faces with an embedding
+    assigned_now: int = 0  # faces given a person in this run
+    joined_existing: int = 0  # ... of which joined a person that existed before
+    people: int = 0  # people with >= 1 face
+    new_people: int = 0
+    singletons: int = 0
+    faces_per_person: dict[str, float] = field(default_factory=dict)  # min/median/mean/max
+    dup_ties: int = 0  # duplicate images' faces moved to their kept image's person
+    threshold: float = THRESHOLD
+    top: list[dict] = field(default_factory=list)  # largest people: id, faces, images, split
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def cluster_people(ws: Workspace, *, threshold: float = THRESHOLD, seed: int = 0) -> PeopleReport:
+    """Give every face with an embedding a person (bystanders too); keep existing assignments.
+
+    Low-quality faces are assigned but neither anchor later faces nor move centroids.
+    Faces of near-duplicate images follow their kept image's main face, so a
+    duplicate group always belongs to one person (and so to one split).
+    """
+    c = ws.catalog
+    rep = PeopleReport(threshold=threshold)
+    rows = c.q("SELECT id, person_id, status FROM faces WHERE embedding IS NOT NULL ORDER BY id")
+    ids, emb = ws.face_embeddings()
+    rep.faces = len(ids)
+    person = np.array([r["person_id"] if r["person_id"] is not None else -1 for r in rows], np.int64)
+    ok = np.array([r["status"] == "ok" for r in rows], bool)
+    is_new = person < 0
+    anchors = ~is_new & ok
+    before = set(int(p) for p in person[~is_new])
+    lab = _cluster(emb[is_new], emb[anchors], person[anchors], threshold, K, seed) if is_new.any() else np.zeros(0, np.int64)
+    with c.tx() as conn:
+        new_ids: dict[int, int] = {}
+        assigned = []
+        ts = now()
+        for fid, l in zip(ids[is_new], lab):
+            if l < 0:
+                if l not in new_ids:
+                    new_ids[l] = conn.execute("INSERT INTO people(created_at) VALUES (?)", (ts,)).lastrowid
+                pid = new_ids[l]
+            else:
+                pid = int(l)
+                rep.joined_existing += 1
+            assigned.append((pid, int(fid)))
+        conn.executemany("UPDATE faces SET person_id=? WHERE id=?", assigned)
+        rep.assigned_now, rep.new_people = len(assigned), len(new_ids)
+        rep.dup_ties = _tie_duplicates(conn)
+        _refresh_people(ws)
+        c.audit("people", faces=rep.faces, assigned=rep.assigned_now, joined_existing=rep.joined_existing,
+                new_people=rep.new_people, dup_ties=rep.dup_ties, threshold=threshold, existing_people=len(before))
+    sizes = np.array([r[0] for r in c.q("SELECT n_faces FROM people WHERE n_faces > 0")], np.int64)
+    rep.people = len(sizes)
+    rep.singletons = int((sizes == 1).sum())
+    if len(sizes):
+        rep.faces_per_person = {"min": int(sizes.min()), "median": float(np.median(sizes)),
+                                "mean": round(float(sizes.mean()), 2), "max": int(sizes.max())}
+    rep.top = [dict(r) for r in c.q(
+        """SELECT p.id AS person_id, p.n_faces AS faces, COUNT(DISTINCT f.image_id) AS images, p.split
+           FROM people p JOIN faces f ON f.person_id=p.id WHERE p.n_faces > 0
+           GROUP BY p.id ORDER BY p.n_faces DESC, p.id LIMIT 20""")]
+    return rep
+
+
+def _tie_duplicates(conn) -> int:
+    """Main faces of images marked dup_of join the person of the kept image's main face."""
+    cur = conn.execute(
+        """UPDATE faces SET person_id=(
+               SELECT k.person_id FROM images i JOIN faces k ON k.image_id=i.dup_of AND k.is_main=1
+               WHERE i.id=faces.image_id AND k.person_id IS NOT NULL)
+           WHERE is_main=1 AND image_id IN (SELECT id FROM images WHERE dup_of IS NOT NULL)
+             AND EXISTS (SELECT 1 FROM images i JOIN faces k ON k.image_id=i.dup_of AND k.is_main=1
+                         WHERE i.id=faces.image_id AND k.person_id IS NOT NULL AND k.person_id != faces.person_id)"""
+    )
+    return cur.rowcount
+
+
+def _refresh_people(ws: Workspace) -> None:
+    """n_faces and centroid (mean of 'ok' faces, all faces if none is ok) for every person."""
+    c = ws.catalog
+    rows = c.q("SELECT person_id, status, embedding FROM faces WHERE person_id IS NOT NULL AND embedding IS NOT NULL")
+    acc: dict[int, list] = {}
+    for r in rows:
+        a = acc.setdefault(r["person_id"], [0, np.zeros(128), 0, np.zeros(128)])
+        e = np.frombuffer(r["embedding"], np.float32)
+        a[2] += 1
+        a[3] += e
+        if r["status"] == "ok":
+            a[0] += 1
+            a[1] += e
+    counts = {r[0]: r[1] for r in c.q("SELECT person_id, COUNT(*) FROM faces WHERE person_id IS NOT NULL GROUP BY person_id")}
+    upd = []
+    for pid in [r[0] for r in c.q("SELECT id FROM people")]:
+        a = acc.get(pid)
+        cen = None
+        if a is not None:
+            cen = (a[1] / a[0] if a[0] else a[3] / a[2]).astype(np.float32).tobytes()
+        upd.append((counts.get(pid, 0), cen, pid))
+    c.conn.executemany("UPDATE people SET n_faces=?, centroid=? WHERE id=?", upd)
+
+
+def people_listing(ws: Workspace) -> dict:
+    """Every face with its person id and the original source path (for `faceset people --json`)."""
+    faces = [dict(r) for r in ws.catalog.q(
+        """SELECT f.id AS face_id, f.person_id, f.image_id, f.idx, f.is_main, f.status,
+                  (SELECT s.uri FROM sources s JOIN images i ON i.source_id=s.id WHERE i.id=f.image_id) AS source,
+                  (SELECT path FROM files WHERE image_id=f.image_id ORDER BY id LIMIT 1) AS path
+           FROM faces f ORDER BY f.person_id, f.id""")]
+    people = [dict(r) for r in ws.catalog.q(
+        """SELECT p.id AS person_id, p.n_faces AS faces, COUNT(DISTINCT f.image_id) AS images, p.split, p.name
+           FROM people p LEFT JOIN faces f ON f.person_id=p.id WHERE p.n_faces > 0 GROUP BY p.id ORDER BY p.id""")]
+    return {"people": people, "faces": faces}

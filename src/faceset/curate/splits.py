@@ -1,0 +1,233 @@
+"""Identity-disjoint train/val/test splits that never move an assigned person.
+
+A person's split is written once to ``people.split``. New people are taken in
+the order of a seeded hash of their id and each goes to the split furthest
+below its target share *within its label stratum* (the person's majority
+label), counted in faces after the per-person cap. So splits are stratified,
+reproducible for a seed, and adding photos only ever assigns the new people.
+
+Near-duplicate groups are tied to one side: people linked by a duplicate
+group (images.dup_of) are assigned together, and ``dataset_faces`` drops the
+non-kept copies anyway.
+
+``dataset_faces`` is what exporters and trainers read: one row per usable
+face with its label and split, honouring dup_of, face status, the cap and
+class balancing recorded by the last ``assign_splits``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+from ..catalog import now
+from ..workspace import Workspace
+from .graph import UnionFind
+
+SPLITS = ("train", "val", "test")
+SETTINGS_KEY = "split"
+
+
+@dataclass
+class SplitReport:
+    ratios: tuple[float, float, float]
+    seed: int
+    label: str | None
+    per_person_cap: int | None
+    balance: bool
+    assigned_now: int = 0  # people given a split in this run
+    already_assigned: int = 0
+    people: dict[str, int] = field(default_factory=dict)  # split -> people
+    faces: dict[str, int] = field(default_factory=dict)  # split -> usable faces (after cap, dups dropped)
+    by_label: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> label value -> faces
+    dup_conflicts: int = 0  # duplicate groups already spanning two splits (kept copy decides; copies dropped)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _hash(seed: int, person_id: int) -> str:
+    return hashlib.sha256(f"{seed}:{person_id}".encode()).hexdigest()
+
+
+def person_labels(ws: Workspace, label: str) -> dict[int, str]:
+    """Majority value of ``label`` over each person's main faces (ties: smallest value)."""
+    votes: dict[int, Counter] = defaultdict(Counter)
+    for r in ws.catalog.q(
+        """SELECT f.person_id, l.value FROM faces f JOIN labels l ON l.image_id=f.image_id AND l.name=?
+           WHERE f.is_main=1 AND f.person_id IS NOT NULL""",
+        (label,),
+    ):
+        votes[r[0]][r[1]] += 1
+    return {p: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for p, c in votes.items()}
+
+
+def assign_splits(
+    ws: Workspace,
+    *,
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    label: str | None = None,
+    per_person_cap: int | None = None,
+    balance: bool = False,
+) -> SplitReport:
+    """Give every person without a split one; never change an existing split."""
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
+        raise ValueError(f"ratios must be three non-negative numbers, got {ratios}")
+    tot = float(sum(ratios))
+    ratios = tuple(r / tot for r in ratios)
+    if per_person_cap is not None and per_person_cap < 1:
+        raise ValueError("per_person_cap must be >= 1")
+    c = ws.catalog
+    rep = SplitReport(ratios=ratios, seed=seed, label=label, per_person_cap=per_person_cap, balance=balance)
+    people = {r["id"]: r["split"] for r in c.q("SELECT id, split FROM people WHERE n_faces > 0")}
+    weight = {
+        r[0]: min(r[1], per_person_cap or r[1])
+        for r in c.q(
+            """SELECT f.person_id, COUNT(*) FROM faces f JOIN images i ON i.id=f.image_id
+               WHERE f.person_id IS NOT NULL AND i.dup_of IS NULL AND f.status='ok' GROUP BY f.person_id"""
+        )
+    }
+    stratum = person_labels(ws, label) if label else {}
+    units = _units(ws, people)
+    # shares already taken per stratum, in faces
+    load: dict[str | None, Counter] = defaultdict(Counter)
+    for p, s in people.items():
+        if s:
+            load[stratum.get(p)][s] += weight.get(p, 0)
+    todo = []
+    assign: dict[int, str] = {}
+    for unit in units:
+        have = sorted({people[p] for p in unit if people[p]})
+        if len(have) > 1:
+            rep.dup_conflicts += 1
+        if have:
+            # the oldest assigned person's split wins for the unassigned rest
+            first = min(p for p in unit if people[p])
+            for p in unit:
+                if not people[p]:
+                    assign[p] = people[first]
+        else:
+            todo.append(unit)
+    todo.sort(key=lambda u: _hash(seed, min(u)))
+    for unit in todo:
+        w = sum(weight.get(p, 0) for p in unit)
+        key = Counter(stratum.get(p) for p in unit).most_common(1)[0][0]
+        cur = load[key]
+        total = sum(cur.values()) + w
+        # the split most below its target after adding this unit (ties: train, val, test order)
+        s = max(SPLITS, key=lambda sp: (ratios[SPLITS.index(sp)] * total - cur[sp], -SPLITS.index(sp)))
+        for p in unit:
+            assign[p] = s
+        cur[s] += w
+    rep.assigned_now = len(assign)
+    rep.already_assigned = sum(1 for s in people.values() if s)
+    params = {"ratios": list(ratios), "seed": seed, "label": label, "per_person_cap": per_person_cap, "balance": balance}
+    with c.tx() as conn:
+        conn.executemany("UPDATE people SET split=? WHERE id=? AND split IS NULL", [(s, p) for p, s in assign.items()])
+        conn.execute(
+            "INSERT INTO settings(key, value, updated_at) VALUES (?,?,?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
+            (SETTINGS_KEY, json.dumps(params), now()),
+        )
+        c.audit("split", assigned=rep.assigned_now, already_assigned=rep.already_assigned,
+                dup_conflicts=rep.dup_conflicts, **params)
+    for s in SPLITS:
+        rep.people[s] = int(c.scalar("SELECT COUNT(*) FROM people WHERE split=? AND n_faces > 0", (s,)))
+    for row in dataset_faces(ws, label=label):
+        rep.faces[row["split"]] = rep.faces.get(row["split"], 0) + 1
+        if label:
+            d = rep.by_label.setdefault(row["split"], {})
+            d[row["label"]] = d.get(row["label"], 0) + 1
+    return rep
+
+
+def _units(ws: Workspace, people: dict[int, str | None]) -> list[list[int]]:
+    """People grouped so that everyone sharing a duplicate group lands on one side."""
+    uf = UnionFind()
+    for p in people:
+        uf.find(p)
+    rows = ws.catalog.q(
+        """SELECT COALESCE(i.dup_of, i.id) AS grp, f.person_id FROM faces f JOIN images i ON i.id=f.image_id
+           WHERE f.person_id IS NOT NULL AND f.is_main=1
+             AND (i.dup_of IS NOT NULL OR i.id IN (SELECT dup_of FROM images WHERE dup_of IS NOT NULL))"""
+    )
+    first: dict[int, int] = {}
+    for r in rows:
+        if r["person_id"] not in people:
+            continue
+        g = r["grp"]
+        if g in first:
+            uf.union(first[g], r["person_id"])
+        else:
+            first[g] = r["person_id"]
+    return uf.groups()
+
+
+def split_params(ws: Workspace) -> dict:
+    """Parameters of the last assign_splits (cap, balance, label, ...); {} if never run."""
+    v = ws.catalog.scalar("SELECT value FROM settings WHERE key=?", (SETTINGS_KEY,))
+    return json.loads(v) if v else {}
+
+
+def dataset_faces(
+    ws: Workspace,
+    *,
+    label: str | None = None,
+    split: str | None = None,
+    per_person_cap: int | None = None,
+    balance: bool | None = None,
+    include_low_quality: bool = False,
+) -> Iterator[dict]:
+    """Faces that belong in a dataset, one dict per face (sorted by split, person, face id).
+
+    Keys: face_id, image_id, person_id, split, label (value or None), chip_key, crop_key, quality.
+    Only faces of kept images (dup_of NULL) with status 'ok' (and 'low_quality' if asked), a person
+    and a split. With ``label``, only main faces whose image carries that label (group shots label
+    their main subject). ``per_person_cap`` and ``balance`` default to the values recorded by the
+    last assign_splits; the cap keeps each person's best faces (quality, then id), and balancing
+    downsamples every class to the rarest one within each split (seeded, deterministic).
+    """
+    params = split_params(ws)
+    cap = per_person_cap if per_person_cap is not None else params.get("per_person_cap")
+    bal = balance if balance is not None else params.get("balance", False)
+    seed = params.get("seed", 0)
+    statuses = ("ok", "low_quality") if include_low_quality else ("ok",)
+    sql = f"""SELECT f.id AS face_id, f.image_id, f.person_id, p.split, f.chip_key, f.crop_key, f.quality
+                     {', l.value AS label' if label else ', NULL AS label'}
+              FROM faces f JOIN images i ON i.id=f.image_id JOIN people p ON p.id=f.person_id
+              {'JOIN labels l ON l.image_id=f.image_id AND l.name=:label' if label else ''}
+              WHERE i.dup_of IS NULL AND i.status='ok' AND p.split IS NOT NULL
+                AND f.status IN ({','.join(f"'{s}'" for s in statuses)})
+                {'AND f.is_main=1' if label else ''} {'AND p.split=:split' if split else ''}
+              ORDER BY p.split, f.person_id, COALESCE(f.quality, 0) DESC, f.id"""
+    rows = [dict(r) for r in ws.catalog.q(sql, {"label": label, "split": split})]
+    if cap:
+        seen: Counter = Counter()
+        kept = []
+        for r in rows:
+            seen[r["person_id"]] += 1
+            if seen[r["person_id"]] <= cap:
+                kept.append(r)
+        rows = kept
+    if bal and label:
+        rows = _balance(rows, seed)
+    rows.sort(key=lambda r: (SPLITS.index(r["split"]) if r["split"] in SPLITS else 9, r["person_id"], r["face_id"]))
+    yield from rows
+
+
+def _balance(rows: list[dict], seed: int) -> list[dict]:
+    by: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in rows:
+        by[(r["split"], r["label"])].append(r)
+    out = []
+    for s in {k[0] for k in by}:
+        groups = [v for k, v in by.items() if k[0] == s]
+        m = min(len(g) for g in groups)
+        for g in groups:
+            g.sort(key=lambda r: _hash(seed, r["face_id"]))
+            out.extend(g[:m])
+    return out
