@@ -169,8 +169,10 @@ def find_matches(
     )
     paths: dict[int, list[str]] = {}
     img_ids = sorted({r["image_id"] for r in rows})
-    for r in ws.catalog.q(f"SELECT image_id, path FROM files WHERE image_id IN ({_qs(img_ids)}) ORDER BY id", img_ids):
-        paths.setdefault(r["image_id"], []).append(r["path"])
+    for r in ws.catalog.q(
+            f"""SELECT f.image_id, f.path, s.kind, s.uri FROM files f JOIN sources s ON s.id = f.source_id
+                WHERE f.image_id IN ({_qs(img_ids)}) ORDER BY f.id""", img_ids):
+        paths.setdefault(r["image_id"], []).append(original_path(r["kind"], r["uri"], r["path"]))
     # Subject when the person is the main face or every face in the photo is theirs.
     matched_per_image: dict[int, int] = {}
     main_in_image: set[int] = set()
@@ -191,6 +193,15 @@ def find_matches(
             action=action, source_paths=paths.get(iid, []),
         ))
     return out
+
+
+def original_path(kind: str, uri: str | None, path: str) -> str:
+    """Where the user's own file is: folder/path, the file itself, or archive:member."""
+    if kind == "folder" and uri:
+        return str(Path(uri) / path)
+    if kind == "file" and uri:
+        return uri
+    return f"{uri}:{path}" if uri else path
 
 
 def _qs(xs) -> str:

@@ -1,0 +1,309 @@
+"""Forget-by-selfie quality: recall/precision vs threshold, one photo as the selfie.
+
+Builds a real workspace (ingest -> scan -> cluster_people) from ../shared/data/identities
+plus UTKFace chips as distractor strangers, then for every identity photo used as the
+selfie measures, at image level, which of the person's other photos are found (recall)
+and how many found photos are really theirs (precision). Direct embedding matching is
+swept over thresholds; faceset's full matcher (``find_matches``: embedding + guarded
+cluster expansion) runs at each sweep point too. The threshold is chosen on one half of the
+identities and scored on the other half (identity-disjoint 2-fold), so the reported
+numbers are held out. Peer: face_recognition's ``compare_faces`` rule (raw dlib distance
+<= 0.6, its default tolerance) on the same embeddings. Also measures the blocklist:
+template from half a person's photos, hit rate on the other half and false blocks.
+
+    python bench/forget.py                    # writes bench/results/forget.{json,md,png}
+    python bench/forget.py --distractors 300  # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FACESET_DATA", ROOT.parent / "shared" / "data"))
+TARGET_P = 0.99
+PEER_TOLERANCE = 0.6  # face_recognition.compare_faces default
+
+
+def build_workspace(root: Path, n_distractors: int):
+    """identities/ + n UTKFace chips (copied to a temp folder: the data folder stays read-only)."""
+    import faceset
+    from faceset.curate import cluster_people
+    from faceset.ingest import ingest
+    from faceset.scan import scan
+
+    ws = faceset.init_workspace(root / "ws")
+    ingest(ws, [DATA / "identities"], license="test-only", consent="research_exemption",
+                   source_name="identities", progress=False)
+    with open(DATA / "utkface" / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    dis = root / "utk"
+    dis.mkdir()
+    for r in rows[:: max(1, len(rows) // max(1, n_distractors))][:n_distractors]:
+        shutil.copy(DATA / "utkface" / r["file"], dis / Path(r["file"]).name)
+    ingest(ws, [dis], license="test-only", consent="research_exemption", source_name="utk", progress=False)
+    t = time.perf_counter()
+    scan(ws, progress=False)
+    scan_s = time.perf_counter() - t
+    cluster_people(ws)
+    return ws, scan_s
+
+
+def truth(ws) -> dict[int, str]:
+    """image id -> identity (UTKFace chips: each its own stranger), from labels.csv via files.path."""
+    with open(DATA / "identities" / "labels.csv", newline="") as f:
+        ident = {r["file"]: r["identity"] for r in csv.DictReader(f)}
+    out = {}
+    for r in ws.catalog.q("""SELECT f.image_id, f.path, s.name FROM files f JOIN sources s ON s.id = f.source_id
+                             WHERE f.image_id IS NOT NULL ORDER BY f.id"""):
+        lab = ident.get(r["path"]) if r["name"] == "identities" else None
+        out.setdefault(r["image_id"], lab or f"stranger:{r['image_id']}")
+    return out
+
+
+def sweep(ws, who: dict[int, str], thresholds: np.ndarray):
+    """Per query (one main face per identity photo): per-threshold TP/FP/FN counts, direct + full matcher."""
+    from faceset.privacy.blocklist import distances, unit
+    from faceset.privacy.forget import DEFAULT_CLUSTER_RADIUS, find_matches
+
+    rows = ws.catalog.q("SELECT id, image_id, is_main, embedding FROM faces WHERE embedding IS NOT NULL ORDER BY id")
+    fid = np.array([r["id"] for r in rows])
+    img = np.array([r["image_id"] for r in rows])
+    raw = np.frombuffer(b"".join(r["embedding"] for r in rows), np.float32).reshape(-1, 128)
+    u = unit(raw)
+    label = np.array([who.get(int(i), "?") for i in img])
+    queries = [k for k, r in enumerate(rows) if r["is_main"] and not label[k].startswith("stranger")]
+    n_photos = {}  # photos in which scan found at least one face (the rest: see "identity_images_no_face")
+    for i in set(img.tolist()):
+        n_photos[who[i]] = n_photos.get(who[i], 0) + 1
+    res = []
+    for k in queries:
+        me, my_img = label[k], img[k]
+        # image-level distance = nearest face in the image; the selfie's own photo is left out
+        d = distances(u[k:k + 1], u)[0]
+        dr = np.linalg.norm(raw - raw[k], axis=1)
+        per_img, per_img_raw = {}, {}
+        for j in range(len(fid)):
+            if img[j] == my_img:
+                continue
+            per_img[img[j]] = min(per_img.get(img[j], 9.0), d[j])
+            per_img_raw[img[j]] = min(per_img_raw.get(img[j], 9.0), dr[j])
+        ids = np.array(list(per_img))
+        pos = np.array([who[i] == me for i in ids])
+        dist = np.array([per_img[i] for i in ids])
+        n_pos = n_photos[me] - 1
+        direct = [(int(((dist <= t) & pos).sum()), int(((dist <= t) & ~pos).sum())) for t in thresholds]
+        full = []
+        for t in thresholds:
+            found = {m.image_id for m in find_matches(ws, [], float(t), cluster_radius=min(
+                DEFAULT_CLUSTER_RADIUS, float(t)), selfie_emb=raw[k:k + 1])} - {int(my_img)}
+            tp = sum(who[i] == me for i in found)
+            full.append((tp, len(found) - tp))
+        draw = np.array([per_img_raw[i] for i in ids])
+        peer = (int(((draw <= PEER_TOLERANCE) & pos).sum()), int(((draw <= PEER_TOLERANCE) & ~pos).sum()))
+        res.append({"identity": me, "n_pos": n_pos, "direct": direct, "full": full, "peer": peer})
+    return res
+
+
+def score(res: list[dict], key: str, ti: int | None = None) -> dict:
+    """Micro recall/precision over queries (at sweep index ti, or the peer's single point)."""
+    tp = fp = npos = 0
+    perfect = 0
+    for r in res:
+        if r["n_pos"] == 0:
+            continue
+        a, b = r[key][ti] if ti is not None else r[key]
+        tp, fp, npos = tp + a, fp + b, npos + r["n_pos"]
+        perfect += a == r["n_pos"] and b == 0
+    n = sum(r["n_pos"] > 0 for r in res)
+    return {"recall": tp / max(1, npos), "precision": tp / max(1, tp + fp), "queries": n,
+            "queries_all_found_no_false": perfect / max(1, n), "false_images": fp}
+
+
+def choose(res: list[dict], key: str, thresholds: np.ndarray) -> int:
+    """Highest recall with precision >= TARGET_P (ties: the lower threshold)."""
+    best, best_r = 0, -1.0
+    for i in range(len(thresholds)):
+        s = score(res, key, i)
+        if s["precision"] >= TARGET_P and s["recall"] > best_r + 1e-9:
+            best, best_r = i, s["recall"]
+    return best
+
+
+def blocklist_check(ws, who: dict[int, str], radius: float) -> dict:
+    """Template from every other photo of a person (as forget builds it); hits on the rest, false blocks."""
+    from faceset.privacy.blocklist import TEMPLATE_DTYPE, distances, make_template, unit
+
+    rows = ws.catalog.q("SELECT image_id, embedding FROM faces WHERE is_main=1 AND embedding IS NOT NULL")
+    lab = np.array([who[r["image_id"]] for r in rows])
+    e = np.frombuffer(b"".join(r["embedding"] for r in rows), np.float32).reshape(-1, 128)
+    hit = n = false = n_other = 0
+    for person in sorted({x for x in lab if not x.startswith("stranger")}):
+        idx = np.where(lab == person)[0]
+        if len(idx) < 4:
+            continue
+        enrol, held = idx[::2], idx[1::2]
+        t = unit(np.frombuffer(make_template(e[enrol]), TEMPLATE_DTYPE).astype(np.float32))
+        d = distances(unit(e), t)[:, 0]
+        hit += int((d[held] <= radius).sum())
+        n += len(held)
+        others = lab != person
+        false += int((d[others] <= radius).sum())
+        n_other += int(others.sum())
+    return {"held_out_photos_blocked": hit / max(1, n), "held_out_photos": n,
+            "other_faces_falsely_blocked": false, "other_faces": n_other}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--distractors", type=int, default=600, help="UTKFace chips added as strangers")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--keep", type=Path, default=None, help="build the workspace here and keep it")
+    a = ap.parse_args()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+    from faceset.privacy.forget import DEFAULT_CLUSTER_RADIUS, DEFAULT_THRESHOLD
+
+    tmp = Path(tempfile.mkdtemp(prefix="forget-bench-")) if a.keep is None else a.keep
+    t0 = time.perf_counter()
+    ws, scan_s = build_workspace(tmp, a.distractors)
+    who = truth(ws)
+    thresholds = np.round(np.arange(0.26, 0.461, 0.01), 3)
+    t1 = time.perf_counter()
+    res = sweep(ws, who, thresholds)
+    match_s = time.perf_counter() - t1
+
+    idents = sorted({r["identity"] for r in res})
+    folds = [set(idents[0::2]), set(idents[1::2])]
+    held = []
+    for k in (0, 1):
+        dev = [r for r in res if r["identity"] in folds[k]]
+        test = [r for r in res if r["identity"] in folds[1 - k]]
+        ti = choose(dev, "full", thresholds)
+        held.append({"dev_fold": k, "threshold": float(thresholds[ti]), "dev": score(dev, "full", ti),
+                     "held_out": score(test, "full", ti), "held_out_direct_only": score(test, "direct", ti)})
+    # pooled held-out: each fold's test queries scored at the threshold its dev fold chose
+    pooled = _pool([(r, thresholds.tolist().index(h["threshold"]))
+                    for h, k in zip(held, (0, 1)) for r in res if r["identity"] in folds[1 - k]])
+    ti_default = int(np.argmin(np.abs(thresholds - DEFAULT_THRESHOLD)))
+    curve = [{"threshold": float(t), **{f"direct_{k}": v for k, v in score(res, "direct", i).items()},
+              **{f"full_{k}": v for k, v in score(res, "full", i).items()}} for i, t in enumerate(thresholds)]
+    out = {
+        "what": "forget-by-selfie: one photo as the selfie, image-level recall/precision",
+        "data": {"identities": len(idents), "queries": len(res), "distractor_chips": a.distractors,
+                 "images": len(who), "faces": ws.catalog.scalar("SELECT COUNT(*) FROM faces"),
+                 "identity_images_no_face": sum(1 for i, lab in who.items() if not lab.startswith("stranger")
+                                                and not ws.catalog.scalar("SELECT COUNT(*) FROM faces WHERE image_id=?",
+                                                                          (i,))),
+                 "people_clusters": ws.catalog.scalar("SELECT COUNT(*) FROM people")},
+        "operating_point": {"threshold": DEFAULT_THRESHOLD, "cluster_radius": DEFAULT_CLUSTER_RADIUS,
+                            "all_queries_full": score(res, "full", ti_default),
+                            "all_queries_direct": score(res, "direct", ti_default)},
+        "held_out_2fold": held,
+        "held_out_pooled": pooled,
+        "peer_face_recognition_tolerance_0.6": score(res, "peer"),
+        "blocklist": blocklist_check(ws, who, DEFAULT_THRESHOLD),
+        "curve": curve,
+        "seconds": {"scan": round(scan_s, 1), "match_sweep": round(match_s, 1),
+                    "total": round(time.perf_counter() - t0, 1)},
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
+    }
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "forget.json").write_text(json.dumps(out, indent=2) + "\n")
+    (a.out / "forget.md").write_text(markdown(out))
+    plot(out, a.out / "forget.png")
+    print(markdown(out))
+    ws.close()
+    if a.keep is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _pool(pairs) -> dict:
+    tp = fp = npos = 0
+    for r, ti in pairs:
+        if r["n_pos"]:
+            a, b = r["full"][ti]
+            tp, fp, npos = tp + a, fp + b, npos + r["n_pos"]
+    return {"recall": tp / max(1, npos), "precision": tp / max(1, tp + fp), "false_images": fp}
+
+
+def markdown(o: dict) -> str:
+    op = o["operating_point"]
+    f, d, p = op["all_queries_full"], op["all_queries_direct"], o["peer_face_recognition_tolerance_0.6"]
+    hp = o["held_out_pooled"]
+    lines = [
+        "# forget-by-selfie quality (`python bench/forget.py`)",
+        "",
+        f"{o['data']['identities']} identities, {o['data']['queries']} selfies (each identity photo in turn), "
+        f"{o['data']['distractor_chips']} UTKFace strangers; image-level. Target: recall >= 0.98 at precision >= 0.99.",
+        "",
+        "| matcher | threshold | recall | precision | false images | selfies with all found, none false |",
+        "|---|---|---|---|---|---|",
+        f"| faceset find_matches (embedding + cluster) | {op['threshold']} | {f['recall']:.4f} | {f['precision']:.4f} "
+        f"| {f['false_images']} | {f['queries_all_found_no_false']:.3f} |",
+        f"| faceset embedding only | {op['threshold']} | {d['recall']:.4f} | {d['precision']:.4f} "
+        f"| {d['false_images']} | {d['queries_all_found_no_false']:.3f} |",
+        f"| peer: face_recognition compare_faces (raw dist <= 0.6) | 0.6 raw | {p['recall']:.4f} | "
+        f"{p['precision']:.4f} | {p['false_images']} | {p['queries_all_found_no_false']:.3f} |",
+        f"| **held out** (threshold chosen on the other half of identities) | per fold | {hp['recall']:.4f} | "
+        f"{hp['precision']:.4f} | {hp['false_images']} | |",
+        "",
+        f"Precision ratio faceset/peer: {f['precision'] / max(1e-9, p['precision']):.2f}x; "
+        f"recall ratio: {f['recall'] / max(1e-9, p['recall']):.3f}x.",
+        "",
+        "Held-out folds: " + "; ".join(
+            f"dev fold {h['dev_fold']} chose {h['threshold']}: held-out recall {h['held_out']['recall']:.4f}, "
+            f"precision {h['held_out']['precision']:.4f}" for h in o["held_out_2fold"]),
+        "",
+        f"Blocklist (template from every other photo, radius {op['threshold']}): "
+        f"{o['blocklist']['held_out_photos_blocked']:.3f} of {o['blocklist']['held_out_photos']} held-out photos "
+        f"blocked; {o['blocklist']['other_faces_falsely_blocked']} of {o['blocklist']['other_faces']} "
+        "other people's faces falsely blocked.",
+        "",
+        "| threshold | direct recall | direct precision | full recall | full precision |",
+        "|---|---|---|---|---|",
+    ]
+    for c in o["curve"]:
+        lines.append(f"| {c['threshold']:.2f} | {c['direct_recall']:.4f} | {c['direct_precision']:.4f} "
+                     f"| {c['full_recall']:.4f} | {c['full_precision']:.4f} |")
+    lines += ["", f"Seconds: {o['seconds']}", ""]
+    return "\n".join(lines)
+
+
+def plot(o: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [c["threshold"] for c in o["curve"]]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(t, [c["full_recall"] for c in o["curve"]], "b-", label="recall (embedding + cluster)")
+    ax.plot(t, [c["full_precision"] for c in o["curve"]], "r-", label="precision (embedding + cluster)")
+    ax.plot(t, [c["direct_recall"] for c in o["curve"]], "b:", label="recall (embedding only)")
+    ax.plot(t, [c["direct_precision"] for c in o["curve"]], "r:", label="precision (embedding only)")
+    ax.axvline(o["operating_point"]["threshold"], color="k", lw=0.8, ls="--", label="chosen")
+    ax.axhline(0.98, color="gray", lw=0.5)
+    ax.axhline(0.99, color="gray", lw=0.5)
+    ax.set_xlabel("distance threshold (unit-normalised dlib embeddings)")
+    ax.set_ylim(0.5, 1.005)
+    ax.set_title("forget-by-selfie: one selfie, image-level")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Consent ledger: person > image > source precedence, expiry, CLI view/change, audit entries."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from faceset.catalog import now
+from faceset.cli import app
+from faceset.privacy.consent import ConsentError, effective_consent, ledger, set_consent
+
+
+@pytest.fixture
+def ledger_ws(ws, data_dir, tmp_path):
+    """Two real photos in two sources, plus one face row per image and a person for the first."""
+    from faceset.ingest import ingest
+
+    for name, person in (("a", "barack_obama"), ("b", "joe_biden")):
+        d = tmp_path / name
+        d.mkdir()
+        src = sorted((data_dir / "identities" / person).glob("*.jpg"))[0]
+        (d / src.name).write_bytes(src.read_bytes())
+        ingest(ws, [d], license="test-only", consent="consent" if name == "a" else "unknown",
+               source_name=name, progress=False, workers=1)
+    with ws.catalog.tx() as c:
+        pid = c.execute("INSERT INTO people(created_at) VALUES (?)", (now(),)).lastrowid
+        for img in c.execute("SELECT id FROM images ORDER BY id").fetchall():
+            c.execute("INSERT INTO faces(image_id, idx, x, y, w, h, embedding, person_id) VALUES (?,0,1,1,10,10,?,?)",
+                      (img["id"], np.zeros(128, np.float32).tobytes(), pid if img["id"] == 1 else None))
+    return ws
+
+
+def test_precedence_person_over_image_over_source(ledger_ws):
+    ws = ledger_ws
+    e = effective_consent(ws)
+    assert {k: (v.basis, v.level) for k, v in e.images.items()} == {1: ("consent", "source"), 2: ("unknown", "source")}
+    assert not e.images[2].usable() and e.images[1].usable()
+
+    set_consent(ws, "license", image=2)
+    e = effective_consent(ws)
+    assert (e.images[2].basis, e.images[2].level) == ("license", "image")
+    assert e.faces[2] == e.images[2]
+
+    past = (date.today() - timedelta(days=1)).isoformat()
+    set_consent(ws, "consent", person=1, expires=past)
+    e = effective_consent(ws)
+    assert (e.faces[1].basis, e.faces[1].level, e.faces[1].expires) == ("consent", "person", past)
+    assert e.faces[1].expired() and not e.faces[1].usable()
+    assert e.images[1].level == "source"  # the person's basis governs their face, not the photo
+    s = e.summary()
+    assert s["faces_expired"] == 1 and s["faces_usable"] == 1
+
+
+def test_source_change_and_errors(ledger_ws):
+    ws = ledger_ws
+    future = (date.today() + timedelta(days=30)).isoformat()
+    assert set_consent(ws, "public_domain", source="b", expires=future) == 1
+    e = effective_consent(ws).images[2]
+    assert (e.basis, e.expires) == ("public_domain", future) and e.usable()
+    with pytest.raises(ConsentError, match="unknown basis"):
+        set_consent(ws, "because", source="b")
+    with pytest.raises(ConsentError, match="bad expiry"):
+        set_consent(ws, "consent", source="b", expires="next week")
+    with pytest.raises(ConsentError, match="no source"):
+        set_consent(ws, "consent", source="nope")
+    with pytest.raises(ConsentError, match="exactly one"):
+        set_consent(ws, "consent", source="b", person=1)
+    audits = [json.loads(r["details"]) for r in ws.catalog.q("SELECT details FROM audit WHERE action='consent_set'")]
+    assert audits == [{"basis": "public_domain", "expires": future, "level": "source", "target": "b"}]
+
+
+def test_cli_list_and_set(ledger_ws):
+    ws = ledger_ws
+    r = CliRunner()
+    w = str(ws.root)
+    out = r.invoke(app, ["consent", "set", "-w", w, "--person", "1", "--basis", "research_exemption",
+                         "--expires", "2999-01-01", "--json"])
+    assert out.exit_code == 0, out.output
+    listed = json.loads(r.invoke(app, ["consent", "list", "-w", w, "--json"]).stdout)
+    assert [s["basis"] for s in listed["sources"]] == ["consent", "unknown"]
+    assert listed["people"] == [{"person": 1, "basis": "research_exemption", "expires": "2999-01-01", "faces": 0}]
+    assert listed["effective"]["faces_by_basis"] == {"research_exemption": 1, "unknown": 1}
+    assert "research_exemption" in r.invoke(app, ["consent", "list", "-w", w]).stdout
+    bad = r.invoke(app, ["consent", "set", "-w", w, "--source", "a", "--basis", "maybe"])
+    assert bad.exit_code == 2 and "unknown basis" in bad.output
+    assert ledger(ws)["sources"][0]["basis"] == "consent"  # the failed call changed nothing
