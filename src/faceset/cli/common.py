@@ -34,7 +34,7 @@ def ws_open(path: Optional[Path], create: bool = False) -> Workspace:
 
 
 def fail(msg: str, code: int = 2):
-    err.print(f"[red]error:[/red] {msg}")
+    err.print(f"[red]error:[/red] {msg}", soft_wrap=True)  # one line, never wrapped: scripts grep it
     raise typer.Exit(code)
 
 
