@@ -33,8 +33,16 @@ def ingest_cmd(
     as_json: bool = JsonOpt,
 ):
     """Add photos with their provenance: licence, consent basis, labels. Reruns resume; duplicates are found."""
-    from ..ingest import IngestError, ingest
+    from ..ingest import IngestError, check_request, ingest
+    from ..workspace import MARKER, default_path
 
+    if not ((workspace or default_path()) / MARKER).exists():
+        try:  # refuse before creating anything
+            check_request(src, license=license, consent=consent, source_name=source_name, labels=labels,
+                          label_map=label_map)
+        except IngestError as e:
+            fail(str(e))
+        err.print(f"creating workspace {workspace or default_path()}")
     ws = ws_open(workspace, create=True)
     try:
         rep = ingest(ws, list(src), license=license, consent=consent, source_name=source_name, labels=labels,

@@ -39,7 +39,7 @@ from ..workspace import Workspace
 from .labels import LabelSpec, parse_spec
 from .sources import IngestError, Item, Source, open_source, row_value
 
-__all__ = ["ingest", "IngestReport", "IngestError"]
+__all__ = ["ingest", "check_request", "IngestReport", "IngestError"]
 
 PER_ROW = "per-row"  # sources.license/consent when only the manifest rows carry them
 BATCH_ITEMS = 64
@@ -140,7 +140,15 @@ def _missing_msg(src: str, what: str) -> str:
             f"--consent BASIS ({'|'.join(CONSENT_BASES)}), or give license/consent columns in a manifest.")
 
 
-def _plan(ws: Workspace, sources: list, license, consent, source_name, spec: LabelSpec, caps: dict) -> list[_Plan]:
+def check_request(sources: list, *, license: str | None, consent: str | None, source_name: str | None = None,
+                  labels: str | None = None, label_map=None, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
+    """Validate a request without a workspace (the CLI calls it before creating one). Raises IngestError."""
+    _plan(None, list(sources), license, consent, source_name, parse_spec(labels, label_map),
+          {"max_file_bytes": max_file_bytes})
+
+
+def _plan(ws: Workspace | None, sources: list, license, consent, source_name, spec: LabelSpec,
+          caps: dict) -> list[_Plan]:
     """Check everything (paths, names, licence, consent, labels) before a single row is written."""
     if not sources:
         raise IngestError("nothing to ingest: give at least one SRC (folder, zip/tar archive, CSV/JSONL manifest)")
@@ -153,7 +161,9 @@ def _plan(ws: Workspace, sources: list, license, consent, source_name, spec: Lab
     for s in sources:
         src = open_source(s, max_file_bytes=caps["max_file_bytes"])
         row = None
-        if source_name:
+        if ws is None:
+            name = source_name or src.default_name
+        elif source_name:
             row = ws.catalog.one("SELECT * FROM sources WHERE name=?", (source_name,))
             name = source_name
         else:

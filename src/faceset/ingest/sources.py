@@ -122,17 +122,13 @@ def _folder_count(root: Path) -> int:
 
 
 def _folder_items(root: Path, cap: int) -> Iterator[Item]:
-    real_root = os.path.realpath(root)
+    # Symlinked files in the user's own folder are followed (their bytes are read, nothing is written
+    # through them); symlinked folders are not walked, so link loops cannot hang the walk.
     for full, rel in _walk(root):
         name = printable(rel)
         if _is_junk(os.path.basename(rel)):
             yield Item(name, ignored=True)
             continue
-        if os.path.islink(full):
-            target = os.path.realpath(full)
-            if os.path.commonpath([real_root, target]) != real_root:
-                yield Item(name, reject=Rejected("unsafe_path", "symlink pointing outside the source folder"))
-                continue
         yield _file_item(Path(full), name, cap)
 
 
