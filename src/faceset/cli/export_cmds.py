@@ -37,7 +37,6 @@ def register(app: typer.Typer) -> None:
         blur_bystanders: bool = typer.Option(False, "--blur-bystanders", help="Blur non-main faces (--what images)."),
         include_unknown_consent: bool = typer.Option(False, "--include-unknown-consent",
                                                      help="Also export consent 'unknown' (said in the datasheet)."),
-        include_duplicates: bool = typer.Option(False, "--include-duplicates", help="Keep near-duplicates."),
         include_low_quality: bool = typer.Option(False, "--include-low-quality", help="Keep low-quality faces."),
         seed: int = typer.Option(0, "--seed", help="Seed for the sample zips."),
         refresh: bool = typer.Option(False, "--refresh", help="Rebuild stale exports in place (or --id)."),
@@ -65,8 +64,7 @@ def register(app: typer.Typer) -> None:
                 fail("give the output folder (or --refresh)")
             rep = export(ws, out, format=format, what=what, label=label, faces=faces, shard_size=shard_size,
                          sample=sample, blur_bystanders=blur_bystanders,
-                         include_unknown_consent=include_unknown_consent, include_duplicates=include_duplicates,
-                         include_low_quality=include_low_quality, seed=seed, progress=not as_json)
+                         include_unknown_consent=include_unknown_consent, include_low_quality=include_low_quality, seed=seed, progress=not as_json)
         except (ExportError, ValueError) as e:
             fail(str(e))
         d = rep.to_dict()

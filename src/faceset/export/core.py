@@ -72,7 +72,6 @@ def export(
     sample: int = 500,
     blur_bystanders: bool = False,
     include_unknown_consent: bool = False,
-    include_duplicates: bool = False,
     include_low_quality: bool = False,
     seed: int = 0,
     progress: bool = True,
@@ -92,7 +91,7 @@ def export(
     salt = json.loads(prev["params"]).get("salt") if prev else None
     params = dict(format=format, what=what, label=label, faces=faces, shard_size=int(shard_size), sample=int(sample),
                   blur_bystanders=blur_bystanders, include_unknown_consent=include_unknown_consent,
-                  include_duplicates=include_duplicates, include_low_quality=include_low_quality, seed=int(seed),
+                  include_low_quality=include_low_quality, seed=int(seed),
                   salt=salt or secrets.token_hex(8))
     return _build(ws, out, params, prev["id"] if prev else None, progress=progress)
 
@@ -137,8 +136,7 @@ def _build(ws: Workspace, out: Path, params: dict, export_id: int | None, *, pro
     _check_target(ws, out, recorded=export_id is not None)
     sel: Selection = select_items(
         ws, what=params["what"], salt=params["salt"], label=params["label"], faces=params["faces"],
-        include_unknown_consent=params["include_unknown_consent"], include_duplicates=params["include_duplicates"],
-        include_low_quality=params["include_low_quality"], blur_bystanders=params["blur_bystanders"],
+        include_unknown_consent=params["include_unknown_consent"], include_low_quality=params["include_low_quality"], blur_bystanders=params["blur_bystanders"],
     )
     if not sel.items:
         raise ExportError(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..catalog import now
 from ..workspace import Workspace
-from .select import ALL_CLASS, UNSPLIT, Selection, split_order
+from .select import ALL_CLASS, Selection, split_order
 
 if TYPE_CHECKING:
     from .core import ExportReport
@@ -33,6 +33,9 @@ _REASONS = {
     "no_label": "no value for the chosen label",
     "no_chip": "no aligned chip stored",
     "no_crop": "no aligned crop stored",
+    "no_main_face": "no main face recorded for the photo",
+    "no_split": "the person has no split yet (run `faceset split`)",
+    "per_person_cap_or_balance": "over the per-person cap or removed by class balancing (assign_splits settings)",
 }
 
 _WHAT = {
@@ -81,7 +84,7 @@ def render_datasheet(ws: Workspace, rep: "ExportReport", sel: Selection, params:
     for it in items:
         if it.person_id is not None:
             people_split.setdefault(it.person_id, set()).add(it.split)
-    leaking = sum(1 for s in people_split.values() if len(s - {UNSPLIT}) > 1)
+    leaking = sum(1 for s in people_split.values() if len(s) > 1)
     people_per_split = Counter(s for ss in people_split.values() for s in ss)
     images = len({it.image_id for it in items})
     label = params["label"]
@@ -119,8 +122,7 @@ def render_datasheet(ws: Workspace, rep: "ExportReport", sel: Selection, params:
            f"- **Instances:** {n} {unit}s ({params['what']}), {images} distinct photos, {rep.people} distinct people "
            f"(clusters of the face embeddings; {n_people} people in the whole workspace).",
            f"- **Splits:** identity-disjoint by person: {', '.join(f'{s} {sum(rep.splits[s].values())}' for s in splits)}. "
-           f"People seen in more than one split: {leaking}."
-           + (f" `{UNSPLIT}` holds records whose person has no split yet." if UNSPLIT in splits else ""),
+           f"People seen in more than one split: {leaking}.",
            f"- **People per split:** {', '.join(f'{s} {people_per_split[s]}' for s in splits)}.", "",
            f"### Records per class{f' (`{label}`)' if label else ''} and split", "",
            _table(["class", *splits, "total"], _cross(by_cls, sorted(rep.classes), splits)), ""]
@@ -161,9 +163,7 @@ def render_datasheet(ws: Workspace, rep: "ExportReport", sel: Selection, params:
            "5-point landmarks; 128-D dlib ResNet embeddings for people clustering and duplicate detection "
            "(embeddings are not exported).",
            "- **Image status in the workspace:** " + ", ".join(f"{r[0]} {r[1]}" for r in status) + ".",
-           "- **Cleaning:** exact and near-duplicates collapsed (one kept per group)"
-           + (" — near-duplicates INCLUDED on request" if params["include_duplicates"] else "")
-           + "; non-face images rejected; low-quality faces "
+           "- **Cleaning:** exact and near-duplicates collapsed (one kept per group); non-face images rejected; low-quality faces "
            + ("INCLUDED on request" if params["include_low_quality"] else "left out") + "; "
            + ("only each photo's main face" if params["faces"] == "main" else "every good face") + ".",
            "- **Privacy:** every image re-checked and re-encoded from pixels if it carried any metadata "

@@ -13,10 +13,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 
+from ..curate.splits import dataset_faces
 from ..privacy.consent import effective_consent
 from ..workspace import Workspace
 
-UNSPLIT = "unsplit"  # people without an assigned split (assign_splits not run yet)
 ALL_CLASS = "all"  # class folder when no --label is chosen
 
 
@@ -101,15 +101,17 @@ def select_items(
     label: str | None = None,
     faces: str = "main",
     include_unknown_consent: bool = False,
-    include_duplicates: bool = False,
     include_low_quality: bool = False,
     blur_bystanders: bool = False,
     today: date | None = None,
 ) -> Selection:
     """Records to export for ``what`` in chips|crops (one per face) or images (one per photo).
 
-    ``faces="main"`` keeps only each photo's main subject; ``"all"`` also keeps the other
-    good faces (their records carry no image labels: those describe the main subject).
+    The faces come from curation's ``dataset_faces`` (the same set training reads: kept
+    copies only, a person with a split, the recorded per-person cap and class balance);
+    export adds the consent rule and ``faces``: ``"main"`` keeps only each photo's main
+    subject, ``"all"`` also the other good faces (without image labels: those describe the
+    main subject). Photos (``images``) go out when their main face is in that set.
     """
     if what not in ("chips", "crops", "images"):
         raise ValueError(f"what must be chips, crops or images, not {what!r}")
@@ -122,6 +124,7 @@ def select_items(
     for r in c.q("SELECT image_id, name, value FROM labels WHERE value IS NOT NULL AND value != ''"):
         labels.setdefault(r["image_id"], {})[r["name"]] = r["value"]
 
+    allowed = {r["face_id"] for r in dataset_faces(ws, label=label, include_low_quality=include_low_quality)}
     skipped: Counter = Counter()
     unknown_kept = 0
     items: list[Item] = []
@@ -143,7 +146,7 @@ def select_items(
         if r["i_status"] != "ok":
             skipped["not_scanned" if r["i_status"] == "new" else r["i_status"]] += 1
             continue
-        if r["dup_of"] is not None and not include_duplicates:
+        if r["dup_of"] is not None:
             skipped["near_duplicate"] += 1
             continue
         if what != "images":
@@ -180,6 +183,9 @@ def select_items(
             cls = img_labels[label]
         else:
             cls = ALL_CLASS
+        if r["face_id"] not in allowed:
+            skipped[_why_not(r, include_low_quality)] += 1
+            continue
         pid = r["person_id"]
         items.append(
             Item(
@@ -187,7 +193,7 @@ def select_items(
                 image_id=r["image_id"],
                 face_id=r["face_id"],
                 key=key,
-                split=r["split"] or UNSPLIT,
+                split=r["split"],
                 cls=cls,
                 labels=img_labels,
                 person=_h(salt, "person", pid) if pid is not None else None,
@@ -201,3 +207,16 @@ def select_items(
         )
     items.sort(key=lambda it: (it.cls, it.split, it.uid))
     return Selection(items=items, skipped=skipped, included_unknown_consent=unknown_kept)
+
+
+def _why_not(r, include_low_quality: bool) -> str:
+    """Reason a face passed export's own checks but is not among curation's dataset faces."""
+    if r["face_id"] is None:
+        return "no_main_face"
+    if r["f_status"] == "low_quality" and not include_low_quality:
+        return "low_quality"
+    if r["f_status"] not in ("ok", "low_quality"):
+        return "bystander"
+    if r["split"] is None:
+        return "no_split"
+    return "per_person_cap_or_balance"
