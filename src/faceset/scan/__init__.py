@@ -1,0 +1,207 @@
+"""Scan: find, align, measure and embed every human face; mark images without one.
+
+Library entry points:
+- :func:`scan` over a workspace (images with status 'new' only: resumable, kill -9 safe),
+- :func:`analyze` for one in-memory image (predict, forget-by-selfie),
+- :func:`detect` for files on disk (``faceset detect``; no workspace).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..catalog import now
+from ..progress import bar
+from ..workspace import Workspace
+from .pipeline import FaceResult, analyze_rgb, decode, process
+
+__all__ = ["scan", "analyze", "detect", "FaceResult", "ScanReport"]
+
+WRITE_EVERY = 16        # results per catalog transaction
+WRITE_SECONDS = 2.0     # ... or this often, whichever comes first
+
+
+@dataclass
+class ScanReport:
+    scanned: int = 0
+    ok: int = 0
+    no_face: int = 0
+    errors: int = 0
+    faces: int = 0
+    low_quality: int = 0
+    blocked: int = 0
+    seconds: float = 0.0
+    engine: str = "local"
+    workers: int = 1
+    stage_seconds: dict = field(default_factory=dict)     # summed worker time per stage
+    error_list: list = field(default_factory=list)       # (image_id, reason), first 100
+
+    @property
+    def images_per_s(self) -> float:
+        return self.scanned / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["images_per_s"] = round(self.images_per_s, 3)
+        d["seconds"] = round(self.seconds, 3)
+        d["stage_seconds"] = {k: round(v, 3) for k, v in self.stage_seconds.items()}
+        return d
+
+
+def analyze(rgb: np.ndarray, *, embed: bool = True, crops: bool = True) -> list[FaceResult]:
+    """Faces in one HxWx3 uint8 image, main subject first (boxes in that image's pixels)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim == 2:
+        rgb = np.stack([rgb] * 3, -1)
+    if rgb.ndim != 3 or rgb.shape[2] < 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 image, got shape {rgb.shape} dtype {rgb.dtype}")
+    return analyze_rgb(np.ascontiguousarray(rgb[..., :3]), embed=embed, crops=crops)
+
+
+def detect(paths: list[str | Path]) -> list[dict]:
+    """One record per file: ``{"path", "faces": [{"box", "score", "landmarks"}], "rejected"}``."""
+    out = []
+    for p in paths:
+        rec = {"path": str(p), "faces": [], "rejected": None}
+        try:
+            rgb, k = decode(Path(p))
+            faces = analyze_rgb(rgb, embed=False, crops=False)
+        except FileNotFoundError:
+            rec["rejected"] = "not found"
+        except Exception as e:
+            rec["rejected"] = f"unreadable: {type(e).__name__}: {e}"[:200]
+        else:
+            rec["faces"] = [{"box": [round(v * k, 1) for v in f.box], "score": round(f.score, 4),
+                             "landmarks": np.round(f.landmarks * k, 1).tolist(), "is_main": f.is_main}
+                            for f in faces]
+            if not faces:
+                rec["rejected"] = "no human face found"
+        out.append(rec)
+    return out
+
+
+def _blocked_mask_fn():
+    """The privacy stage's blocklist hook, if it exists (imported lazily: scan must not depend on it)."""
+    try:
+        mod = importlib.import_module("faceset.privacy.blocklist")
+    except ImportError:
+        return None
+    return getattr(mod, "blocked_mask", None)
+
+
+def _tasks(ws: Workspace, want_bytes: bool, chunk: int = 256):
+    """Stream (image_id, path|bytes) for status 'new' images, a page at a time (flat memory)."""
+    last = 0
+    while True:
+        rows = ws.catalog.q("SELECT id, store_key FROM images WHERE status='new' AND id>? ORDER BY id LIMIT ?",
+                            (last, chunk))
+        if not rows:
+            return
+        for r in rows:
+            last = r["id"]
+            src = ws.store.get(r["store_key"]) if want_bytes else str(ws.store.path(r["store_key"]))
+            yield (r["id"], src)
+
+
+def count_pending(ws: Workspace) -> int:
+    return int(ws.catalog.scalar("SELECT COUNT(*) FROM images WHERE status='new'"))
+
+
+def scan(ws: Workspace, *, engine: str = "local", workers: int | None = None, ray_address: str | None = None,
+         progress: bool = True) -> ScanReport:
+    """Scan every image with status 'new'; rerun after any interruption to finish the rest."""
+    from ..engines import get_engine
+
+    t0 = time.perf_counter()
+    total = count_pending(ws)
+    rep = ScanReport(engine=engine)
+    if total == 0:
+        _audit(ws, rep)
+        return rep
+    eng = get_engine(engine, workers, ray_address)
+    rep.workers = eng.workers
+    blocked_mask = _blocked_mask_fn()
+    buf: list[dict] = []
+    last_write = time.perf_counter()
+    try:
+        with bar("scan", total, progress) as b:
+            for res in eng.imap(process, _tasks(ws, eng.wants_bytes)):
+                buf.append(res)
+                if len(buf) >= WRITE_EVERY or time.perf_counter() - last_write > WRITE_SECONDS:
+                    _write(ws, buf, rep, blocked_mask)
+                    b.advance(len(buf))
+                    buf, last_write = [], time.perf_counter()
+            if buf:
+                _write(ws, buf, rep, blocked_mask)
+                b.advance(len(buf))
+                buf = []
+    finally:
+        eng.close()
+        rep.seconds = time.perf_counter() - t0
+        _audit(ws, rep)
+    return rep
+
+
+def _audit(ws: Workspace, rep: ScanReport) -> None:
+    with ws.catalog.tx():
+        ws.catalog.audit("scan", scanned=rep.scanned, ok=rep.ok, no_face=rep.no_face, errors=rep.errors,
+                         faces=rep.faces, low_quality=rep.low_quality, blocked=rep.blocked, engine=rep.engine,
+                         workers=rep.workers)
+
+
+def _write(ws: Workspace, results: list[dict], rep: ScanReport, blocked_mask) -> None:
+    """Store chips/crops (content-addressed, idempotent), then one transaction for the rows."""
+    faces = [f for r in results for f in r["faces"]]
+    if faces and blocked_mask is not None and ws.catalog.scalar("SELECT COUNT(*) FROM blocklist"):
+        emb = np.frombuffer(b"".join(f["embedding"] for f in faces), np.float32).reshape(-1, 128)
+        for f, blk in zip(faces, np.asarray(blocked_mask(ws, emb), bool)):
+            f["blocked"] = bool(blk)
+    keys = {}
+    for f in faces:
+        if not f.get("blocked"):
+            keys[id(f)] = (ws.store.put(f["chip"]), ws.store.put(f["crop"]))
+    ts = now()
+    with ws.catalog.tx() as c:
+        for r in results:
+            iid = r["image_id"]
+            for k, v in r.get("timings", {}).items():
+                rep.stage_seconds[k] = rep.stage_seconds.get(k, 0.0) + v
+            rep.scanned += 1
+            if r["status"] == "error":
+                rep.errors += 1
+                if len(rep.error_list) < 100:
+                    rep.error_list.append((iid, r["reason"]))
+                c.execute("UPDATE images SET status='error', status_reason=?, scanned_at=? WHERE id=?",
+                          (r["reason"], ts, iid))
+                continue
+            c.execute("DELETE FROM faces WHERE image_id=?", (iid,))
+            kept = [f for f in r["faces"] if not f.get("blocked")]
+            nblk = len(r["faces"]) - len(kept)
+            rep.blocked += nblk
+            if kept and not any(f["is_main"] for f in kept):
+                max(kept, key=lambda f: f["quality"]["size"])["is_main"] = True  # the main one was blocked
+            for i, f in enumerate(kept):
+                q = f["quality"]
+                chip_key, crop_key = keys[id(f)]
+                c.execute(
+                    """INSERT INTO faces(image_id, idx, x, y, w, h, score, detector, landmarks, is_main,
+                       size, blur, brightness, yaw, quality, embedding, chip_key, crop_key, status)
+                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                    (iid, i, *f["box"], f["score"], f["detector"], f["landmarks"], int(f["is_main"]),
+                     q["size"], q["blur"], q["brightness"], q["yaw"], q["quality"], f["embedding"],
+                     chip_key, crop_key, f["status"]))
+                rep.faces += 1
+                rep.low_quality += f["status"] == "low_quality"
+            if kept:
+                rep.ok += 1
+                c.execute("UPDATE images SET status='ok', status_reason=NULL, scanned_at=? WHERE id=?", (ts, iid))
+            else:
+                rep.no_face += 1
+                reason = "blocked" if nblk else r["reason"]
+                c.execute("UPDATE images SET status='no_face', status_reason=?, scanned_at=? WHERE id=?",
+                          (reason, ts, iid))
