@@ -33,3 +33,24 @@ def ws(tmp_path):
     w = init_workspace(tmp_path / "ws")
     yield w
     w.close()
+
+
+@pytest.fixture(scope="session")
+def scanned_ws(tmp_path_factory, data_dir) -> Path:
+    """Path of a workspace built ONCE per session: identities (labels ``identity`` from folder names)
+    + groups, ingested and scanned (local engine). Read-only for consumers: a test that changes it
+    must work on a copy (``shutil.copytree(scanned_ws, tmp_path / "ws")``) so other tests see it unchanged.
+    """
+    from faceset import init_workspace
+    from faceset.ingest import ingest
+    from faceset.scan import scan
+
+    root = tmp_path_factory.mktemp("scanned") / "ws"
+    w = init_workspace(root)
+    ingest(w, [data_dir / "identities"], license="test-only", consent="research_exemption",
+           labels="folder:identity", progress=False)
+    ingest(w, [data_dir / "groups"], license="test-only", consent="research_exemption", progress=False)
+    rep = scan(w, workers=2, progress=False)
+    assert rep.errors == 0, rep.error_list
+    w.close()
+    return root
