@@ -169,7 +169,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--distractors", type=int, default=600, help="UTKFace chips added as strangers")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    ap.add_argument("--keep", type=Path, default=None, help="build the workspace here and keep it")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="build the workspace here and keep it (reused if it is already there)")
     a = ap.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -177,7 +178,12 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="forget-bench-")) if a.keep is None else a.keep
     t0 = time.perf_counter()
-    ws, scan_s = build_workspace(tmp, a.distractors)
+    if a.keep is not None and (tmp / "ws" / "faceset.json").exists():  # reuse a kept, already built workspace
+        import faceset
+
+        ws, scan_s = faceset.open_workspace(tmp / "ws"), float("nan")
+    else:
+        ws, scan_s = build_workspace(tmp, a.distractors)
     who = truth(ws)
     thresholds = np.round(np.arange(0.26, 0.461, 0.01), 3)
     t1 = time.perf_counter()
