@@ -30,13 +30,13 @@ IDS = {"male": {"matt_damon": 4, "george_clooney": 3}, "female": {"angelina_joli
 N_UTK_PER_GENDER = 8
 
 
-def _utk_rows(data_dir: Path) -> list[dict]:
+def _utk_rows(data_dir: Path, offset: int = 0) -> list[dict]:
     rows = [r for r in read_labels(data_dir / "utkface") if r["gender"] and 20 <= int(r["age"]) <= 60]
     dup_files = {r["file"] for r in csv.DictReader(open(data_dir / "utkface" / "exact_duplicates.csv"))}
     rows = [r for r in rows if r["file"] not in dup_files]
     pick = []
     for g in ("male", "female"):
-        pick += [r for r in rows if r["gender"] == g][:N_UTK_PER_GENDER]
+        pick += [r for r in rows if r["gender"] == g][offset:offset + N_UTK_PER_GENDER]
     return pick
 
 
@@ -60,17 +60,20 @@ def built(tmp_path_factory, data_dir):
         shutil.copy(p, utk / p.name)
         originals.append(p)
         truth[p.name] = r["gender"]
-    # A copy carrying EXIF (camera + GPS) and XMP under a UTKFace-style name of its own.
-    r0 = rows[0]
-    with Image.open(data_dir / "utkface" / r0["file"]) as im:
+    # An extra photo re-saved with EXIF (camera + GPS) and XMP: it must be exported, clean.
+    rx = _utk_rows(data_dir, offset=N_UTK_PER_GENDER)[0]
+    with Image.open(data_dir / "utkface" / rx["file"]) as im:
         exif = Image.Exif()
         exif[0x010F] = "FacesetTestCam"  # Make
         exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 36.0)}  # GPS IFD
-        name = f"{r0['age']}_{0 if r0['gender'] == 'male' else 1}_0_29990101000000001.jpg.chip.jpg"
-        im.rotate(8).save(utk / name, "JPEG", quality=92, exif=exif, xmp=b"<x:xmpmeta>secret-xmp</x:xmpmeta>")
-        originals.append(utk / name)
-        truth[name] = r0["gender"]
-        # Near-duplicate of another image: smaller and re-encoded (curation sets images.dup_of).
+        name = f"{rx['age']}_{0 if rx['gender'] == 'male' else 1}_0_29990101000000001.jpg.chip.jpg"
+        im.save(utk / name, "JPEG", quality=92, exif=exif, xmp=b"<x:xmpmeta>secret-xmp</x:xmpmeta>")
+    with Image.open(utk / name) as im:
+        assert im.getexif() and "xmp" in im.info  # the test input really carries metadata
+    originals.append(utk / name)
+    truth[name] = rx["gender"]
+    exif_name = name
+    # Near-duplicate of another image: smaller and re-encoded (curation sets images.dup_of).
     r1 = rows[N_UTK_PER_GENDER]
     with Image.open(data_dir / "utkface" / r1["file"]) as im:
         name = f"{r1['age']}_1_0_29990101000000002.jpg.chip.jpg"
@@ -119,7 +122,7 @@ def built(tmp_path_factory, data_dir):
 
     w = open_workspace(rep.workspace)
     yield {"root": root, "rep": rep, "ws": w, "originals": originals, "truth": truth,
-           "unknown_names": {p.name for p in unknown.iterdir()}}
+           "unknown_names": {p.name for p in unknown.iterdir()}, "exif_name": exif_name}
     w.close()
 
 
@@ -210,6 +213,25 @@ def test_build_end_to_end(built):
     assert exp["skipped"].get("consent_unknown", 0) >= 1
     assert exp["skipped"].get("near_duplicate", 0) >= 1
     assert not {n for n, _ in origins.values()} & built["unknown_names"]
+    assert built["exif_name"] in {n for n, _ in origins.values()}, "the EXIF+GPS photo should be exported (clean)"
+
+
+def test_leak_checker_catches_leaks(built, tmp_path):
+    """The cleanliness check used below must fail on a planted filename and on planted EXIF."""
+    src = Path(built["rep"].dataset)
+    leak = tmp_path / "leak"
+    shutil.copytree(src, leak)
+    (leak / "notes.txt").write_text("made from " + built["originals"][0].name)
+    with pytest.raises(AssertionError, match="original name"):
+        _assert_clean(leak, built["originals"])
+    shutil.rmtree(leak)
+    shutil.copytree(src, leak)
+    victim = next(leak.rglob("*.jpg"))
+    exif = Image.Exif()
+    exif[0x010F] = "x"
+    Image.open(victim).save(victim, "JPEG", exif=exif)
+    with pytest.raises(AssertionError, match="EXIF"):
+        _assert_clean(leak, built["originals"])
 
 
 def test_imagefolder_layout_matches_people_split(built):
@@ -407,6 +429,8 @@ def test_refresh_rebuilds_stale_export(built, tmp_path):
     shutil.copytree(built["ws"].root, tmp_path / "ws")
     ws = open_workspace(tmp_path / "ws")
     try:
+        with ws.catalog.tx() as c:  # the copy must not rebuild the original's exports
+            c.execute("DELETE FROM exports")
         rep = export(ws, tmp_path / "e", format="webdataset", what="crops", label="gender", progress=False)
         man = _manifest(tmp_path / "e")
         # Forget one identity person by a selfie not in the workspace.
