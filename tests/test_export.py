@@ -527,3 +527,55 @@ def test_build_rerun_resumes_without_redoing(built):
     assert again.steps["export"]["items"] == rep.steps["export"]["items"]
     assert again.steps["export"]["export_id"] == rep.steps["export"]["export_id"]
     assert _manifest(Path(again.dataset)) == _manifest(Path(rep.dataset))
+
+
+def test_build_cli_killed_then_rerun_completes(data_dir, tmp_path):
+    """kill -9 in the middle of `faceset build`, rerun the same command: it finishes, nothing doubled."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    rows = _utk_rows(data_dir, offset=2 * N_UTK_PER_GENDER)
+    for r in rows:
+        shutil.copy(data_dir / "utkface" / r["file"], src)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-c", "from faceset.cli import main; main()", "build", str(src), "-o", str(out),
+           "--license", "research-only", "--consent", "research_exemption", "--labels", "utkface",
+           "--label", "gender", "--format", "parquet", "--json"]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    db = out / "workspace" / "catalog.db"
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as c:
+                if c.execute("SELECT COUNT(*) FROM images").fetchone()[0] > 0:
+                    break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert p.poll() is None, "build finished before it could be killed"
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(r.stdout)
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT COUNT(*) FROM images").fetchone()[0] == len(rows)
+        assert c.execute("SELECT COUNT(*) FROM images WHERE status='new'").fetchone()[0] == 0
+        assert c.execute("SELECT COUNT(*) FROM exports").fetchone()[0] == 1
+        n_items = c.execute("SELECT COUNT(*) FROM export_items").fetchone()[0]
+    import pyarrow.parquet as pq
+
+    n_rows = sum(pq.read_metadata(f).num_rows for f in (out / "dataset" / "data").glob("*.parquet"))
+    assert n_rows == n_items == d["steps"]["export"]["items"] > 0
+    truth = Counter(r["gender"] for r in rows)
+    assert set(d["steps"]["export"]["classes"]) <= set(truth)
+    assert all(d["steps"]["export"]["classes"][g] <= truth[g] for g in d["steps"]["export"]["classes"])
+    assert Path(d["report"]).exists() and Path(d["datasheet"]).exists()
+    assert not list(out.glob(".dataset.partial-*"))

@@ -57,6 +57,7 @@ def build(
     license: str | None = None,
     consent: str | None = None,
     labels: str | None = None,
+    label_map: list[str] | dict | None = None,
     format: str = "imagefolder",
     what: str = "crops",
     label: str | None = None,
@@ -68,10 +69,12 @@ def build(
     """Run the whole pipeline into ``out`` (``workspace/``, ``dataset/``, ``report.html``); rerun to resume."""
     from .curate import assign_splits, cluster_people, find_duplicates
     from .export import export
-    from .ingest import ingest
+    from .ingest import check_request, ingest
     from .report import report
     from .scan import scan
 
+    # Refuse a bad request (no licence/consent, missing SRC, bad label spec) before creating anything.
+    check_request(list(sources), license=license, consent=consent, labels=labels, label_map=label_map)
     out = Path(out).expanduser().resolve()
     ws_path = Path(workspace).expanduser().resolve() if workspace else out / "workspace"
     out.mkdir(parents=True, exist_ok=True)
@@ -89,7 +92,7 @@ def build(
 
     try:
         step("ingest", lambda: ingest(ws, [str(s) for s in sources], license=license, consent=consent,
-                                      labels=labels, progress=progress))
+                                      labels=labels, label_map=label_map, progress=progress))
         step("scan", lambda: scan(ws, engine=engine, progress=progress))
         step("duplicates", lambda: find_duplicates(ws))
         step("people", lambda: cluster_people(ws))

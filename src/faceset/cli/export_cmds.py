@@ -90,7 +90,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Output folder: workspace/, dataset/, report.html."),
         license: Optional[str] = typer.Option(None, "--license", help="Licence of the photos (e.g. CC-BY-4.0)."),
         consent: Optional[str] = typer.Option(None, "--consent", help="consent|license|public_domain|research_exemption|unknown"),
-        labels: Optional[str] = typer.Option(None, "--labels", help="Label spec passed to ingest (folder, CSV, regex)."),
+        labels: Optional[str] = typer.Option(None, "--labels", help="folder[:NAME] | column:A,B | regex:PATTERN | utkface"),
+        label_map: Optional[List[str]] = typer.Option(None, "--label-map", help="NAME=RAW:VALUE,... (repeatable)"),
         format: str = typer.Option("imagefolder", "--format", "-f", help="imagefolder | zip | webdataset | parquet"),
         what: str = typer.Option("crops", "--what", help="crops | chips | images"),
         label: Optional[str] = typer.Option(None, "--label", "-l", help="Class label (default: the only label name)."),
@@ -102,6 +103,7 @@ def register(app: typer.Typer) -> None:
         """ingest -> scan -> duplicates -> people -> splits -> export -> report; rerun to resume."""
         from ..build import build
         from ..export import ExportError
+        from ..ingest import IngestError
         from ..workspace import WorkspaceError
 
         def on_step(name: str, d: dict) -> None:
@@ -110,9 +112,9 @@ def register(app: typer.Typer) -> None:
 
         try:
             rep = build(sources, out, workspace=workspace, license=license, consent=consent, labels=labels,
-                        format=format, what=what, label=label, engine=engine, blur_bystanders=blur_bystanders,
+                        label_map=label_map, format=format, what=what, label=label, engine=engine, blur_bystanders=blur_bystanders,
                         progress=not as_json, on_step=on_step)
-        except (ExportError, WorkspaceError, ValueError, FileNotFoundError) as e:
+        except (IngestError, ExportError, WorkspaceError, ValueError) as e:
             fail(str(e))
         d = rep.to_dict()
         emit(as_json, d, lambda: console.print(
