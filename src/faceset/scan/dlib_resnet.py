@@ -22,7 +22,8 @@ dlib details that matter for an exact port (all checked against dlib's sources):
 
 from __future__ import annotations
 
-import struct
+import contextlib
+import importlib.util
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,11 +193,11 @@ def _read_details(r: _Reader, spec: str) -> Layer:
         r.expect("fc_2")
         n_out, n_in = r.int(), r.int()
         params = r.tensor().reshape(-1)
-        w, b = r.alias_tensor(), r.alias_tensor()
+        w, _bias = r.alias_tensor(), r.alias_tensor()
         bias_mode = r.int()
         for _ in range(4):
             r.float()
-        if n_out != args[0] or params.size != n_in * n_out or bias_mode != 1:
+        if n_out != args[0] or w[:2] != (n_in, n_out) or params.size != n_in * n_out or bias_mode != 1:
             raise DlibFormatError(f"fc {n_in}->{n_out} bias_mode={bias_mode} does not match fc_no_bias<{args[0]}>")
         return Layer("fc", {"w": params.reshape(n_in, n_out)})
     raise DlibFormatError(f"unknown layer spec {spec}")
@@ -204,8 +205,8 @@ def _read_details(r: _Reader, spec: str) -> Layer:
 
 def _skip_state(r: _Reader, input_layer: bool, version: int) -> None:
     # add_layer state after the details: 3 bools and 3 tensors (all empty in a saved net).
-    r.bool(), r.bool(), r.bool()
-    r.tensor(), r.tensor()
+    for read in (r.bool, r.bool, r.bool, r.tensor, r.tensor):
+        read()
     if input_layer:
         r.tensor()  # grad_final
         if version >= 3:
@@ -337,6 +338,11 @@ _CACHE: dict = {}
 _LOCK = threading.Lock()
 
 
+def available() -> bool:
+    """True when torch is importable (the port's only extra need; the weights ship with dlib's models)."""
+    return importlib.util.find_spec("torch") is not None
+
+
 def load_model(device: str | None = None):
     """The port as an eval-mode torch module (built once per process and device)."""
     import torch
@@ -364,7 +370,11 @@ def embed_chips_torch(chips, *, batch_size: int = 64, device: str | None = None)
     model = load_model(device)
     dev = next(model.parameters()).device
     out = np.empty((len(arr), DIM), np.float32)
-    with torch.inference_mode():
+    # cuDNN would use TF32 for float32 convs by default: ~1e-3 relative error, enough to move
+    # descriptors off dlib's. Keep full float32 so the GPU path matches dlib like the CPU path.
+    exact = (torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=False)
+             if dev.type == "cuda" else contextlib.nullcontext())
+    with exact, torch.inference_mode():
         for s in range(0, len(arr), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(arr[s : s + batch_size])).to(dev)
             out[s : s + batch_size] = model(x).float().cpu().numpy()
