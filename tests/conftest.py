@@ -54,3 +54,50 @@ def scanned_ws(tmp_path_factory, data_dir) -> Path:
     assert rep.errors == 0, rep.error_list
     w.close()
     return root
+
+
+@pytest.fixture(scope="session")
+def curated_ws(tmp_path_factory, scanned_ws) -> Path:
+    """A copy of ``scanned_ws`` after curate: find_duplicates (with sheet) -> cluster_people ->
+    assign_splits (default ratios). Read-only for consumers, like scanned_ws."""
+    import shutil
+
+    from faceset import open_workspace
+    from faceset.curate import assign_splits, cluster_people, find_duplicates
+
+    root = tmp_path_factory.mktemp("curated") / "ws"
+    shutil.copytree(scanned_ws, root)
+    w = open_workspace(root)
+    find_duplicates(w, sheet=True, progress=False)
+    cluster_people(w)
+    assign_splits(w)
+    w.close()
+    return root
+
+
+@pytest.fixture(scope="session")
+def utk_ws(tmp_path_factory, data_dir) -> Path:
+    """UTKFace subset, ingested with the utkface label preset and scanned: every exact-duplicate
+    group whose files all exist (exact_duplicates.csv) among the first 20 groups, plus adults
+    (20-60, for a meaningful gender signal) sampled evenly. Files are symlinked into a temp folder."""
+    from faceset import init_workspace
+    from faceset.ingest import ingest
+    from faceset.scan import scan
+
+    utk = data_dir / "utkface"
+    dup_rows = list(csv.DictReader(open(utk / "exact_duplicates.csv", newline="", encoding="utf-8")))
+    groups = sorted({int(r["group"]) for r in dup_rows})[:20]
+    files = [r["file"] for r in dup_rows if int(r["group"]) in groups]
+    dup = set(r["file"] for r in dup_rows)
+    adults = [r["file"] for r in read_labels(utk) if r["file"] not in dup and r["age"].isdigit() and 20 <= int(r["age"]) <= 60]
+    files += adults[:: max(1, len(adults) // 160)][:160]
+    src = tmp_path_factory.mktemp("utk_src")
+    for f in files:
+        (src / Path(f).name).symlink_to(utk / f)
+    root = tmp_path_factory.mktemp("utk") / "ws"
+    w = init_workspace(root)
+    ingest(w, [src], license="test-only", consent="research_exemption", labels="utkface", progress=False)
+    rep = scan(w, workers=2, progress=False)
+    assert rep.errors == 0, rep.error_list
+    w.close()
+    return root

@@ -7,7 +7,7 @@ and records ``images.dup_of`` = the kept member of each group.
 Two ways to be linked, both measured on ``identities/`` (docs/curate.md):
 - perceptual hash (64-bit DCT, plus the mirrored image's hash) within
   ``PHASH_RADIUS`` bits, confirmed by the main faces' embeddings when both
-  images have one: aligned face chips of *different* people can be 6 bits
+  images have one: aligned face chips of *different* people can be 4-6 bits
   apart, so a hash match alone is trusted only at ``PHASH_ALONE`` bits;
 - main-face embeddings closer than ``EMB_DUP`` (crops, which move the hash a
   lot but the face little). Distinct photos of one person measured >= 0.18.
@@ -25,8 +25,9 @@ from .graph import UnionFind, knn
 from .phash import from_hex, hamming, near_pairs, phash, to_hex
 
 PHASH_RADIUS = 10  # candidate pairs
-PHASH_ALONE = 4  # trusted without faces to confirm
-EMB_CONFIRM_CLOSE = 0.40  # hash <= PHASH_ALONE: faces need only be the same person
+PHASH_CLOSE = 4  # hash this close: faces may differ as much as a mirror or a recolour does
+PHASH_ALONE = 2  # trusted without faces to confirm (UTKFace chips of different people reach 4)
+EMB_CONFIRM_CLOSE = 0.35  # hash <= PHASH_CLOSE (mirrors measured 0.11-0.23, recolours <= 0.25)
 EMB_CONFIRM_FAR = 0.25  # hash 5..PHASH_RADIUS: faces must be nearly the same shot
 EMB_DUP = 0.15  # embedding alone (crops)
 
@@ -74,7 +75,7 @@ def find_duplicates(ws: Workspace, *, sheet: bool = False, progress: bool = True
     for a, b, d, mirrored in near_pairs(items, PHASH_RADIUS):
         ea, eb = main.get(a), main.get(b)
         if ea is not None and eb is not None:
-            limit = EMB_CONFIRM_CLOSE if d <= PHASH_ALONE else EMB_CONFIRM_FAR
+            limit = EMB_CONFIRM_CLOSE if d <= PHASH_CLOSE else EMB_CONFIRM_FAR
             ok = float(np.linalg.norm(ea[0] - eb[0])) < limit
         else:
             ok = d <= PHASH_ALONE

@@ -1,14 +1,14 @@
 """Neighbour graphs and graph clustering that stay O(n*k) in memory.
 
 A dense n x n distance matrix is 40 GB at 100k faces; exact kNN in row blocks
-(numpy matmul, a block is capped at ~64 MB) keeps peak memory linear in n.
+(numpy matmul, a block of distances is capped at 16 MB) keeps peak memory linear in n.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-BLOCK_BYTES = 64 << 20
+BLOCK_BYTES = 16 << 20
 
 
 def knn(query: np.ndarray, base: np.ndarray, k: int, *, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -46,24 +46,16 @@ def chinese_whispers(
     dst: np.ndarray,
     weight: np.ndarray,
     *,
-    fixed: np.ndarray | None = None,
     seed: int = 0,
     iterations: int = 30,
     batches: int = 8,
 ) -> np.ndarray:
     """Chinese whispers (Biemann 2006) on an undirected weighted edge list; returns a label per node.
 
-    Nodes start with their own label (or ``fixed[i] >= 0``, which never
-    changes: that is how existing people stay put while new faces join them).
-    Updates run vectorised over random node batches, so each pass costs a few
+    Nodes start with their own label. Updates run vectorised over random node batches, so each pass costs a few
     sorts of the edge list instead of a Python loop per node.
     """
     labels = np.arange(n, dtype=np.int64)
-    clamp = np.zeros(n, bool)
-    if fixed is not None:
-        clamp = fixed >= 0
-        # fixed labels live in their own range so they never collide with node ids
-        labels = np.where(clamp, n + fixed, labels)
     if len(src) == 0:
         return labels
     s = np.concatenate([src, dst]).astype(np.int64)
@@ -72,7 +64,7 @@ def chinese_whispers(
     order = np.argsort(s, kind="stable")
     s, d, w = s[order], d[order], w[order]
     rng = np.random.default_rng(seed)
-    free = np.flatnonzero(~clamp & np.isin(np.arange(n), s))
+    free = np.unique(s)
     for _ in range(iterations):
         changed = 0
         perm = rng.permutation(free)

@@ -25,7 +25,7 @@ from ..catalog import now
 from ..workspace import Workspace
 from .graph import chinese_whispers, knn
 
-THRESHOLD = 0.55
+THRESHOLD = 0.57
 K = 30
 
 

@@ -1,0 +1,275 @@
+"""People clustering: quality on real photos, threshold calibration, and scale.
+
+1. Real: ingest + scan ../shared/data/identities (24 people, one main face per
+   photo; truth = folder name), then on the main faces' embeddings:
+   - the threshold curve (pairwise P/R/F and BCubed F for faceset's clustering
+     at each threshold) and dlib's own Chinese whispers at its usual 0.6;
+   - leave-people-out calibration: 4 folds over people; the threshold is
+     chosen on 3 folds (middle of the best-F plateau) and scored on the
+     held-out people;
+   - held-out photos: cluster a random half of each person's photos, then add
+     the other half incrementally (new photos join existing ids); F over all
+     photos and over the held-out half.
+2. Scale: 10k and 100k synthetic embeddings (real identity embeddings as
+   seeds, jittered into new people); time and peak traced memory of
+   faceset's clustering vs dlib's (dlib skipped at 100k: dense O(n^2) edges).
+
+    python bench/people.py                   # writes bench/results/people.{json,md,png}
+    python bench/people.py --sizes 10000     # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FACESET_DATA", ROOT.parent / "shared" / "data"))
+OUT = ROOT / "bench" / "results"
+PEER_T = 0.6
+GRID = np.round(np.arange(0.40, 0.701, 0.01), 2)
+
+
+def identity_embeddings(cache: Path | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(embeddings of main faces, identity per face, info) from a real ingest + scan."""
+    if cache and cache.exists():
+        z = np.load(cache)
+        return z["emb"], z["ids"], {"from_cache": str(cache)}
+    import faceset
+    from faceset.ingest import ingest
+    from faceset.scan import scan
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = faceset.init_workspace(Path(tmp) / "ws")
+        ingest(ws, [DATA / "identities"], license="test-only", consent="research_exemption",
+               source_name="identities", labels="folder:identity", progress=False)
+        t = time.perf_counter()
+        scan(ws, progress=False)
+        scan_s = time.perf_counter() - t
+        rows = ws.catalog.q(
+            """SELECT f.embedding, l.value FROM faces f JOIN labels l ON l.image_id=f.image_id AND l.name='identity'
+               WHERE f.is_main=1 AND f.embedding IS NOT NULL ORDER BY f.id""")
+        photos = ws.catalog.scalar("SELECT COUNT(*) FROM images")
+        ws.close()
+    emb = np.frombuffer(b"".join(r[0] for r in rows), np.float32).reshape(-1, 128)
+    ids = np.array([r[1] for r in rows])
+    if cache:
+        np.savez(cache, emb=emb, ids=ids)
+    return emb, ids, {"photos": photos, "main_faces": len(ids), "scan_s": round(scan_s, 1)}
+
+
+def pairwise(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """Pairwise precision/recall/F via contingency counts (no n x n matrix)."""
+    _, p = np.unique(pred, return_inverse=True)
+    _, t = np.unique(truth, return_inverse=True)
+    c2 = lambda x: (x * (x - 1) / 2).sum()
+    cont = np.unique(np.stack([p, t], 1), axis=0, return_counts=True)[1].astype(np.float64)
+    tp = c2(cont)
+    pp, tt = c2(np.bincount(p).astype(np.float64)), c2(np.bincount(t).astype(np.float64))
+    P = tp / pp if pp else 1.0
+    R = tp / tt if tt else 1.0
+    # BCubed: per item, share of its predicted cluster with its class, and vice versa
+    key = p * (t.max() + 1) + t
+    both = np.bincount(key)[key].astype(np.float64)
+    bp = float((both / np.bincount(p)[p]).mean())
+    br = float((both / np.bincount(t)[t]).mean())
+    f = lambda a, b: 2 * a * b / (a + b) if a + b else 0.0
+    return {"precision": round(P, 4), "recall": round(R, 4), "f": round(f(P, R), 4),
+            "bcubed_p": round(bp, 4), "bcubed_r": round(br, 4), "bcubed_f": round(f(bp, br), 4),
+            "clusters": int(p.max() + 1)}
+
+
+def ours(emb: np.ndarray, t: float) -> np.ndarray:
+    from faceset.curate.people import cluster_embeddings
+
+    return cluster_embeddings(emb, threshold=float(t))
+
+
+def dlib_cw(emb: np.ndarray, t: float = PEER_T) -> np.ndarray:
+    import dlib
+
+    return np.array(dlib.chinese_whispers_clustering([dlib.vector(e.astype(float).tolist()) for e in emb], t))
+
+
+def plateau_mid(ts: np.ndarray, fs: np.ndarray) -> float:
+    """Middle of the thresholds whose F is within 0.005 of the best (robust to where the curve is flat)."""
+    good = ts[fs >= fs.max() - 0.005]
+    return float(np.round(np.median(good), 2))
+
+
+def leave_people_out(emb, ids, folds=4, seed=0) -> dict:
+    people = np.array(sorted(set(ids)))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(people)
+    parts = np.array_split(people, folds)
+    out = []
+    for k, held in enumerate(parts):
+        test = np.isin(ids, held)
+        fs = np.array([pairwise(ours(emb[~test], t), ids[~test])["f"] for t in GRID])
+        t = plateau_mid(GRID, fs)
+        out.append({"fold": k, "held_out_people": len(held), "threshold": t,
+                    **{k2: v for k2, v in pairwise(ours(emb[test], t), ids[test]).items()}})
+    return {"folds": out, "thresholds": [o["threshold"] for o in out],
+            "mean_f": round(float(np.mean([o["f"] for o in out])), 4),
+            "mean_bcubed_f": round(float(np.mean([o["bcubed_f"] for o in out])), 4)}
+
+
+def held_out_photos(emb, ids, t, seeds=5) -> dict:
+    """Half of each person's photos first, the rest added incrementally."""
+    from faceset.curate.people import _cluster, cluster_embeddings
+
+    res = []
+    for s in range(seeds):
+        rng = np.random.default_rng(s)
+        first = np.zeros(len(ids), bool)
+        for p in set(ids):
+            idx = np.flatnonzero(ids == p)
+            first[rng.permutation(idx)[: max(1, len(idx) // 2)]] = True
+        la = cluster_embeddings(emb[first], threshold=t)
+        lb = _cluster(emb[~first], emb[first], la, t, 30, 0)
+        lb = np.where(lb >= 0, lb, la.max() + 1 - lb)
+        lab = np.empty(len(ids), np.int64)
+        lab[first], lab[~first] = la, lb
+        m_all = pairwise(lab, ids)
+        # held-out photos: how they were assigned relative to everything (pairs with a held-out member)
+        res.append({"seed": s, "all": m_all, "held_out_joined_right_person": round(float(np.mean([
+            (lab[i] == lab[first & (ids == ids[i])]).all() for i in np.flatnonzero(~first)])), 4)})
+    return {"runs": res, "mean_f": round(float(np.mean([r["all"]["f"] for r in res])), 4),
+            "mean_joined_right": round(float(np.mean([r["held_out_joined_right_person"] for r in res])), 4)}
+
+
+def synthetic(emb: np.ndarray, n: int, seed=0, per=10) -> tuple[np.ndarray, np.ndarray]:
+    """n faces of n/per people: real embeddings jittered into new people (centres ~0.75 apart,
+    faces of one person ~0.35 apart, like measured.md's real distances)."""
+    rng = np.random.default_rng(seed)
+    people = n // per
+    base = emb[rng.integers(0, len(emb), people)]
+    centres = base + rng.normal(scale=0.047, size=base.shape)
+    truth = np.repeat(np.arange(people), per)
+    x = centres[truth] + rng.normal(scale=0.022, size=(people * per, 128))
+    return x.astype(np.float32), truth
+
+
+def timed(fn):
+    tracemalloc.start()
+    t = time.perf_counter()
+    out = fn()
+    s = time.perf_counter() - t
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return out, round(s, 2), round(peak / 2**20, 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--cache", type=Path, default=None, help="npz of identity embeddings (skips the scan)")
+    a = ap.parse_args()
+    from faceset.curate.people import THRESHOLD
+
+    emb, ids, info = identity_embeddings(a.cache)
+    curve = []
+    for t in GRID:
+        curve.append({"threshold": float(t), **pairwise(ours(emb, t), ids)})
+    lpo = leave_people_out(emb, ids)
+    same = []
+    diff = []
+    for i in range(len(ids)):
+        d = np.linalg.norm(emb[i + 1:] - emb[i], axis=1)
+        same.append(d[ids[i + 1:] == ids[i]])
+        diff.append(d[ids[i + 1:] != ids[i]])
+    same, diff = np.concatenate(same), np.concatenate(diff)
+    # equal-error point of the pair verification task
+    eer_t = float(GRID[np.argmin([abs((same >= t).mean() - (diff < t).mean()) for t in GRID])])
+    r_ours, s_ours, m_ours = timed(lambda: ours(emb, THRESHOLD))
+    r_dlib, s_dlib, m_dlib = timed(lambda: dlib_cw(emb))
+    real = {"faceset": {"threshold": THRESHOLD, **pairwise(r_ours, ids), "seconds": s_ours},
+            "dlib_cw_0.6": {"threshold": PEER_T, **pairwise(r_dlib, ids), "seconds": s_dlib},
+            "dlib_cw_at_faceset_threshold": {"threshold": THRESHOLD, **pairwise(dlib_cw(emb, THRESHOLD), ids)}}
+    held = held_out_photos(emb, ids, THRESHOLD)
+    scale = []
+    for n in [int(x) for x in a.sizes.split(",") if x]:
+        x, truth = synthetic(emb, n)
+        r, s, m = timed(lambda: ours(x, THRESHOLD))
+        row = {"n": n, "faceset_s": s, "faceset_peak_mib": m, "faceset": pairwise(r, truth),
+               "dense_matrix_mib": round(n * n * 4 / 2**20, 1)}
+        if n <= 20000:
+            r2, s2, m2 = timed(lambda: dlib_cw(x))
+            row.update({"dlib_s": s2, "dlib_peak_traced_mib": m2, "dlib": pairwise(r2, truth)})
+        else:
+            row["dlib"] = "not run: dlib.chinese_whispers_clustering compares all n^2 pairs"
+        scale.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    res = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+           "data": {"identities": len(set(ids)), "faces": len(ids), **info},
+           "distances": {"same_person_pct": dict(zip(["p1", "p5", "p50", "p95", "p99"], np.percentile(same, [1, 5, 50, 95, 99]).round(3).tolist())),
+                         "different_pct": dict(zip(["p0.1", "p1", "p5", "p50"], np.percentile(diff, [0.1, 1, 5, 50]).round(3).tolist())),
+                         "equal_error_threshold": eer_t},
+           "threshold_curve": curve, "leave_people_out": lpo, "real": real, "held_out_photos": held, "scale": scale}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "people.json").write_text(json.dumps(res, indent=2) + "\n")
+    write_md(res)
+    plot(res)
+    print(json.dumps({"real": real, "lpo_mean_f": lpo["mean_f"], "held_out": held["mean_f"]}, indent=1))
+
+
+def write_md(res: dict) -> None:
+    r = res["real"]
+    L = ["# People clustering (bench/people.py)", "",
+         f"Data: identities/ — {res['data']['identities']} people, {res['data']['faces']} main faces "
+         f"(ingest + scan). Machine: {res['machine']['cpus']} CPUs, Python {res['machine']['python']}.", "",
+         "| method | threshold | pairwise P | R | F | BCubed F | clusters | s |", "|---|---|---|---|---|---|---|---|"]
+    for k, v in r.items():
+        L.append(f"| {k} | {v['threshold']} | {v['precision']} | {v['recall']} | {v['f']} | {v['bcubed_f']} | {v['clusters']} | {v.get('seconds', '')} |")
+    fs, fd = r["faceset"]["f"], r["dlib_cw_0.6"]["f"]
+    L += ["", f"F ratio faceset / dlib@0.6: {fs / fd:.3f}" if fd else "", "",
+          f"Leave-people-out (4 folds, threshold chosen on the other folds): thresholds {res['leave_people_out']['thresholds']}, "
+          f"held-out pairwise F {res['leave_people_out']['mean_f']}, BCubed F {res['leave_people_out']['mean_bcubed_f']}.", "",
+          f"Held-out photos (half first, half added incrementally, 5 seeds): pairwise F {res['held_out_photos']['mean_f']}, "
+          f"held-out photos joining their person's existing id: {res['held_out_photos']['mean_joined_right']}.", "",
+          f"Distances: same person {res['distances']['same_person_pct']}, different {res['distances']['different_pct']}, "
+          f"equal-error threshold {res['distances']['equal_error_threshold']}.", "",
+          "## Threshold curve", "", "| t | P | R | F | BCubed F | clusters |", "|---|---|---|---|---|---|"]
+    for c in res["threshold_curve"][::2]:
+        L.append(f"| {c['threshold']:.2f} | {c['precision']} | {c['recall']} | {c['f']} | {c['bcubed_f']} | {c['clusters']} |")
+    L += ["", "## Scale (synthetic jittered embeddings, 10 faces per person)", "",
+          "| n | faceset s | faceset peak MiB | faceset F | dlib s | dlib F | dense n×n matrix MiB |", "|---|---|---|---|---|---|---|"]
+    for s in res["scale"]:
+        d = s["dlib"]
+        L.append(f"| {s['n']} | {s['faceset_s']} | {s['faceset_peak_mib']} | {s['faceset']['f']} | "
+                 f"{s.get('dlib_s', '—')} | {d['f'] if isinstance(d, dict) else 'not run (O(n²))'} | {s['dense_matrix_mib']} |")
+    (OUT / "people.md").write_text("\n".join(L) + "\n")
+
+
+def plot(res: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = res["threshold_curve"]
+    t = [x["threshold"] for x in c]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for k in ("precision", "recall", "f", "bcubed_f"):
+        ax.plot(t, [x[k] for x in c], label=k)
+    ax.axvline(res["real"]["faceset"]["threshold"], color="k", ls="--", lw=0.8, label="faceset threshold")
+    ax.axvline(PEER_T, color="r", ls=":", lw=0.8, label="dlib 0.6")
+    ax.set_xlabel("embedding distance threshold")
+    ax.set_ylim(0.5, 1.01)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(OUT / "people.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()
