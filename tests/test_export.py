@@ -579,3 +579,38 @@ def test_build_cli_killed_then_rerun_completes(data_dir, tmp_path):
     assert all(d["steps"]["export"]["classes"][g] <= truth[g] for g in d["steps"]["export"]["classes"])
     assert Path(d["report"]).exists() and Path(d["datasheet"]).exists()
     assert not list(out.glob(".dataset.partial-*"))
+
+
+def test_clean_strips_every_metadata_kind(data_dir):
+    """The last gate before bytes leave: EXIF, XMP, ICC, comments, PNG text all go; bare bytes pass untouched."""
+    from PIL import PngImagePlugin
+
+    from faceset.export.encode import clean
+
+    src = next((data_dir / "identities" / "matt_damon").glob("*.jpg"))
+    with Image.open(src) as im:
+        rgb = im.convert("RGB").resize((120, 90))
+    exif = Image.Exif()
+    exif[0x010F] = "Cam"
+    exif[0x8825] = {1: "N", 2: (1.0, 2.0, 3.0)}
+    variants = {
+        "exif": dict(format="JPEG", exif=exif),
+        "xmp": dict(format="JPEG", xmp=b"<x:xmpmeta>who</x:xmpmeta>"),
+        "comment": dict(format="JPEG", comment=b"taken at home"),
+        "icc": dict(format="JPEG", icc_profile=b"\0" * 128),
+        "png_text": dict(format="PNG", pnginfo=(lambda p: (p.add_text("Author", "me"), p)[1])(PngImagePlugin.PngInfo())),
+        "png_exif": dict(format="PNG", exif=exif),
+    }
+    for name, kw in variants.items():
+        buf = io.BytesIO()
+        rgb.save(buf, **kw)
+        out, ext = clean(buf.getvalue())
+        assert out != buf.getvalue(), name
+        with Image.open(io.BytesIO(out)) as im:
+            assert len(im.getexif()) == 0 and not {"exif", "xmp", "comment", "icc_profile"} & set(im.info), name
+            assert im.size == (120, 90) and ext == ("png" if kw["format"] == "PNG" else "jpg")
+            assert not any(k.lower().startswith(("author", "xml")) for k in im.info), name
+    for fmt, ext in (("JPEG", "jpg"), ("PNG", "png")):
+        buf = io.BytesIO()
+        rgb.save(buf, fmt)
+        assert clean(buf.getvalue()) == (buf.getvalue(), ext)

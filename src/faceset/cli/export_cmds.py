@@ -107,8 +107,10 @@ def register(app: typer.Typer) -> None:
         from ..workspace import WorkspaceError
 
         def on_step(name: str, d: dict) -> None:
-            if not as_json:
-                err.print(f"[green]done[/green] {name}")
+            if not as_json:  # the step's headline counts: its scalar numbers
+                nums = [f"{k} {v:g}" for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                        and k not in ("seconds", "export_id", "seed", "bytes")][:6]
+                err.print(f"[green]done[/green] {name}: {', '.join(nums)}")
 
         try:
             rep = build(sources, out, workspace=workspace, license=license, consent=consent, labels=labels,
