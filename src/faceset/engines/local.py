@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Iterable, Iterator
 
@@ -12,8 +11,9 @@ class LocalEngine:
     name = "local"
     wants_bytes = False
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, preload: tuple[str, ...] = ("faceset.scan.pipeline", "torch")):
         self.workers = workers
+        self.preload = preload
         self._pool: ProcessPoolExecutor | None = None
 
     def imap(self, fn: Callable, tasks: Iterable) -> Iterator:
@@ -22,8 +22,12 @@ class LocalEngine:
                 yield fn(t)
             return
         if self._pool is None:
-            # fork shares the already-imported modules (start-up in ms); spawn where fork is unsafe
-            ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+            # forkserver: a clean server (imports done once, no threads/OpenMP state) forks each worker,
+            # so a parent that already ran torch cannot deadlock its children; spawn where it is missing.
+            methods = mp.get_all_start_methods()
+            ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if ctx.get_start_method() == "forkserver":
+                ctx.set_forkserver_preload(list(self.preload))
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
         limit = 2 * self.workers
         pending: set = set()

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import align, detect, quality
-from .embed import embed_chips
+from . import align, cascade, quality
+from .embed import embed_chips, worker_threads
 
 DECODE_SIDE = 1600   # JPEG draft decoding keeps at least this long side (chips need face resolution)
 
@@ -54,7 +54,7 @@ def prominence(box_xywh, shape) -> float:
 def analyze_rgb(rgb: np.ndarray, *, embed: bool = True, crops: bool = True,
                 timings: dict | None = None) -> list[FaceResult]:
     t0 = time.perf_counter()
-    dets = detect.find_faces(rgb)
+    dets = cascade.find_faces(rgb)
     t1 = time.perf_counter()
     if not dets:
         _add(timings, detect=t1 - t0)
@@ -115,8 +115,15 @@ def encode_jpeg(a: np.ndarray, q: int = 95) -> bytes:
     return buf.getvalue()
 
 
+_WORKER_READY = False
+
+
 def process(task: tuple) -> dict:
     """Worker entry point: (image_id, path-or-bytes) -> plain result dict (never raises)."""
+    global _WORKER_READY
+    if not _WORKER_READY:
+        worker_threads(1)
+        _WORKER_READY = True
     image_id, src = task
     timings: dict = {}
     t0 = time.perf_counter()

@@ -28,12 +28,14 @@ WORK_SIDE = 800          # long side of the main HOG pass
 HOG_UPSAMPLE = 1         # finds faces down to ~40 px in the working copy
 HOG_CANDIDATE = -0.4     # HOG hits above this are candidates (dlib's own cut is 0)
 HOG_ACCEPT = 0.35        # ... and above this are accepted without a second opinion
-RESCUE_SIDE = 384        # long side of the padded copy for the rescue pass
-RESCUE_PAD = 0.3         # border added on each side (fraction of the long side)
+RESCUE_SIDE = 320        # long side of the padded copy for the rescue pass
+RESCUE_PAD = 0.2         # border added on each side (fraction of the long side)
 MMOD_ACCEPT = 0.6        # MMOD confidence accepted on its own in the rescue pass
 MMOD_VERIFY = 0.0        # MMOD confidence that confirms a weak HOG hit on its crop
 ROT_ANGLE = 25.0
-VERIFY_FACE_PX = 96      # crop scale for MMOD verification (face ~ this many px)
+VERIFY_FACE_PX = 80      # crop scale for MMOD verification (face ~ this many px: MMOD's smallest)
+VERIFY_MARGIN = 0.35     # context around the box in the verification crop
+MAX_VERIFY = 4           # weak candidates verified per pass (best scores first): bounds the cost
 NMS_IOU = 0.35
 
 
@@ -125,7 +127,7 @@ def mmod_confirms(rgb: np.ndarray, box: np.ndarray) -> float:
     """Best MMOD confidence for a face overlapping ``box``, run on a small crop around it (cheap)."""
     l, t, r, b = box
     s = max(r - l, b - t)
-    m = 0.6 * s
+    m = VERIFY_MARGIN * s
     L, T, R, B = int(l - m), int(t - m), int(r + m), int(b + m)
     h, w = rgb.shape[:2]
     crop = np.zeros((B - T, R - L, 3), np.uint8)
@@ -200,6 +202,7 @@ def find_faces(rgb: np.ndarray, trace: dict | None = None) -> list[Det]:
 
 def _verify(rgb: np.ndarray, dets: list[Det], trace, rescue: bool = False) -> list[Det]:
     out = []
+    weak = 0
     for d in nms(dets):
         if d.detector.startswith("mmod"):
             ok = d.score >= MMOD_ACCEPT
@@ -207,7 +210,11 @@ def _verify(rgb: np.ndarray, dets: list[Det], trace, rescue: bool = False) -> li
         elif d.score >= HOG_ACCEPT and not rescue:
             d.verified = "hog"
         else:
-            conf = mmod_confirms(rgb, d.box) if d.angle == 0 else d.extra.get("mmod", -9.0)
+            weak += 1
+            if weak > MAX_VERIFY:
+                continue
+            verify = d.extra.pop("verify", None)  # rotated hits are checked in their rotated copy
+            conf = verify() if verify else mmod_confirms(rgb, d.box)
             d.extra["mmod"] = conf
             d.verified = "hog+mmod" if conf >= MMOD_VERIFY else ""
         if not d.verified:
@@ -249,12 +256,8 @@ def _rescue(rgb: np.ndarray, trace) -> list[Det]:
             box = np.array([cx - half, cy - half, cx + half, cy + half])
             d = Det(box, sc, f"hog-rot{ang:+.0f}", angle=ang, landmarks=lm, extra={"sub": i})
             if landmarks_plausible(lm_r, rb):
-                d.extra["mmod"] = _mmod_rot(rimg, rb)
+                d.extra["verify"] = lambda rimg=rimg, rb=rb: mmod_confirms(rimg, rb)
                 dets.append(d)
     if trace is not None:
         trace.setdefault("rescue", []).extend(dets)
     return dets
-
-
-def _mmod_rot(rimg: np.ndarray, rb: np.ndarray) -> float:
-    return mmod_confirms(rimg, rb)

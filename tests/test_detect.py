@@ -1,0 +1,101 @@
+"""analyze()/detect(): the cascade on hard real cases made from real photos (tilted, small, close-up, cut)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from faceset.scan import analyze, detect
+
+
+def _rgb(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def portrait(data_dir) -> np.ndarray:
+    return _rgb(data_dir / "identities" / "barack_obama" / "obama.jpg")
+
+
+def test_analyze_contract(portrait):
+    faces = analyze(portrait)
+    assert len(faces) == 1
+    f = faces[0]
+    x, y, w, h = f.box
+    assert 0 <= x < portrait.shape[1] and 0 <= y < portrait.shape[0] and w > 50 and h > 50
+    assert f.landmarks.shape == (5, 2) and f.embedding.dtype == np.float32 and f.embedding.shape == (128,)
+    assert f.chip.shape == (150, 150, 3) and f.crop.shape == (224, 224, 3) and f.chip.dtype == np.uint8
+    assert f.is_main and set(f.quality) >= {"size", "blur", "brightness", "yaw", "quality"}
+    assert json.dumps(f.to_dict())
+    # the same face, mirrored and rescaled, embeds close (alignment + embedding are consistent)
+    g = analyze(np.ascontiguousarray(portrait[:, ::-1][::2, ::2]))[0]
+    assert np.linalg.norm(f.embedding - g.embedding) < 0.4
+    no_emb = analyze(portrait, embed=False, crops=False)[0]
+    assert no_emb.embedding is None and no_emb.crop is None and no_emb.box == pytest.approx(f.box)
+
+
+@pytest.mark.parametrize("angle", [-35, 30])
+def test_tilted_head_is_found(portrait, angle):
+    im = Image.fromarray(portrait).rotate(angle, resample=Image.BILINEAR, expand=True, fillcolor=(128, 128, 128))
+    faces = analyze(np.asarray(im), crops=False)
+    assert len(faces) >= 1
+    ref = analyze(portrait, crops=False)[0]
+    # aligned chips undo the tilt, so the identity embedding stays close
+    assert np.linalg.norm(faces[0].embedding - ref.embedding) < 0.45
+
+
+def test_small_face_in_a_large_frame(portrait):
+    ref = analyze(portrait, embed=False, crops=False)[0]
+    k = 48 / ref.box[2]  # face about 48 px wide
+    small = Image.fromarray(portrait).resize((round(portrait.shape[1] * k), round(portrait.shape[0] * k)), Image.LANCZOS)
+    canvas = Image.new("RGB", (800, 600), (90, 110, 90))
+    canvas.paste(small, (500, 100))
+    faces = analyze(np.asarray(canvas), crops=False)
+    assert len(faces) == 1 and 35 <= faces[0].box[2] <= 70
+
+
+def test_frame_filling_close_up(portrait):
+    ref = analyze(portrait, embed=False, crops=False)[0]
+    x, y, w, h = (int(v) for v in ref.box)
+    close = portrait[y + h // 10: y + h - h // 10, x + w // 10: x + w - w // 10]  # tighter than the face box
+    faces = analyze(np.ascontiguousarray(close), crops=False)
+    assert len(faces) == 1
+
+
+def test_face_cut_by_the_border(data_dir):
+    faces = analyze(_rgb(data_dir / "identities" / "barack_obama" / "obama_partial_face.jpg"), crops=False)
+    assert len(faces) >= 1
+
+
+def test_rejects_textures_and_flat_images(data_dir):
+    assert analyze(_rgb(data_dir / "nonface" / "skimage" / "brick.png")) == []
+    assert analyze(np.full((300, 400, 3), 200, np.uint8)) == []
+    assert analyze(np.zeros((300, 400), np.uint8)) == []  # grey input is accepted
+    with pytest.raises(ValueError):
+        analyze(np.zeros((10, 10, 3), np.float32))
+
+
+def test_detect_json_records(tmp_path, data_dir):
+    from faceset.cli import app
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 broken")
+    paths = [data_dir / "groups" / "two_people.jpg", data_dir / "nonface" / "skimage" / "brick.png", bad,
+             tmp_path / "missing.jpg"]
+    r = CliRunner().invoke(app, ["detect", "--json", *map(str, paths)])
+    assert r.exit_code == 0, r.output
+    recs = json.loads(r.stdout)
+    assert [x["path"] for x in recs] == [str(p) for p in paths]
+    assert all(set(x) >= {"path", "faces", "rejected"} for x in recs)
+    two = recs[0]
+    assert len(two["faces"]) == 2 and two["rejected"] is None
+    for f in two["faces"]:
+        assert len(f["box"]) == 4 and isinstance(f["score"], float) and len(f["landmarks"]) == 5
+    assert recs[1]["faces"] == [] and recs[1]["rejected"] == "no human face found"
+    assert recs[2]["rejected"].startswith("unreadable") and recs[3]["rejected"] == "not found"
+    assert detect([paths[0]])[0]["faces"][0]["box"] == two["faces"][0]["box"]
