@@ -2,7 +2,8 @@
 
 Every number comes from the exported records or the catalog, so the sheet
 changes when the data does. It never names original files or paths: sources
-appear by the name the owner gave them at ingest.
+appear by the name the owner gave them, or as ``source-<id>`` when ingest named
+them after their folder or file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..catalog import now
 from ..workspace import Workspace
-from .select import ALL_CLASS, Selection, split_order
+from .select import ALL_CLASS, Selection, public_source_names, split_order
 
 if TYPE_CHECKING:
     from .core import ExportReport
@@ -91,10 +92,11 @@ def render_datasheet(ws: Workspace, rep: "ExportReport", sel: Selection, params:
     unit = "face" if params["what"] != "images" else "photo"
 
     src_rows = c.q(
-        """SELECT s.name, s.kind, s.license, s.consent, s.consent_expires, s.created_at,
+        """SELECT s.id, s.kind, s.license, s.consent, s.consent_expires, s.created_at,
                   (SELECT COUNT(*) FROM images i WHERE i.source_id=s.id) AS images,
                   (SELECT COUNT(*) FROM files f WHERE f.source_id=s.id AND f.outcome='rejected') AS rejected
            FROM sources s ORDER BY s.id""")
+    names = public_source_names(ws)
     exported_sources = {it.source for it in items}
     detectors = [r[0] for r in c.q("SELECT DISTINCT detector FROM faces WHERE detector IS NOT NULL ORDER BY 1")]
     rejected = c.q("SELECT reason_code, COUNT(*) FROM files WHERE outcome='rejected' GROUP BY 1 ORDER BY 2 DESC")
@@ -141,11 +143,12 @@ def render_datasheet(ws: Workspace, rep: "ExportReport", sel: Selection, params:
 
     md += ["## Collection process", "",
            "Photos were added with `faceset ingest` from sources the owner declared; no scraping. "
+           "Sources named after their folder or file appear as `source-<id>` (original names never leave). "
            "Per source (photos ingested / files rejected at ingest):", "",
            _table(["source", "kind", "licence", "consent basis", "consent expires", "added", "photos", "rejected",
                    "in this export"],
-                  [[r["name"], r["kind"], r["license"], r["consent"], r["consent_expires"] or "-", r["created_at"][:10],
-                    r["images"], r["rejected"], "yes" if r["name"] in exported_sources else "no"] for r in src_rows]),
+                  [[names[r["id"]], r["kind"], r["license"], r["consent"], r["consent_expires"] or "-", r["created_at"][:10],
+                    r["images"], r["rejected"], "yes" if names[r["id"]] in exported_sources else "no"] for r in src_rows]),
            "", "Consent bases of the exported records: "
            + ", ".join(f"`{k}` {v}" for k, v in sorted(by_consent.items())) + ".", ""]
     if params["include_unknown_consent"]:

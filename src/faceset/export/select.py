@@ -9,9 +9,11 @@ reason code, because the datasheet must say what was left out and why.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 from ..curate.splits import dataset_faces
 from ..privacy.consent import effective_consent
@@ -65,6 +67,22 @@ class Selection:
     included_unknown_consent: int  # records kept only because of include_unknown_consent
 
 
+def public_source_names(ws: Workspace) -> dict[int, str]:
+    """Source id -> the name an export may show.
+
+    Ingest names a source after its folder or file when no ``--source-name`` is given, and
+    such a name is an original path component ("Alice private photos", "IMG_0042"): exports
+    show those as ``source-<id>``. Names the owner chose are shown as they are.
+    """
+    out = {}
+    for r in ws.catalog.q("SELECT id, name, uri FROM sources"):
+        base = re.sub(r"-\d+$", "", r["name"])  # ingest's de-duplicating suffix
+        fname = Path(r["uri"]).name if r["uri"] else ""
+        derived = bool(fname) and (base == fname or fname.startswith(base + "."))
+        out[r["id"]] = f"source-{r['id']}" if derived else r["name"]
+    return out
+
+
 def _h(salt: str, *parts) -> str:
     return hashlib.sha256((salt + ":" + ":".join(str(p) for p in parts)).encode()).hexdigest()[:20]
 
@@ -73,7 +91,7 @@ _FACE_SQL = """
 SELECT f.id AS face_id, f.image_id, f.idx, f.is_main, f.status AS f_status, f.chip_key, f.crop_key,
        f.person_id, f.quality, f.x, f.y, f.w, f.h,
        i.pixel_sha, i.status AS i_status, i.dup_of, i.store_key,
-       COALESCE(i.license, s.license) AS license, s.name AS source, p.split
+       COALESCE(i.license, s.license) AS license, s.id AS source_id, p.split
 FROM faces f
 JOIN images i ON i.id = f.image_id
 JOIN sources s ON s.id = i.source_id
@@ -83,7 +101,7 @@ ORDER BY f.image_id, f.idx
 
 _IMAGE_SQL = """
 SELECT i.id AS image_id, i.pixel_sha, i.status AS i_status, i.dup_of, i.store_key,
-       COALESCE(i.license, s.license) AS license, s.name AS source,
+       COALESCE(i.license, s.license) AS license, s.id AS source_id,
        mf.id AS face_id, mf.person_id, mf.quality, mf.status AS f_status, p.split
 FROM images i
 JOIN sources s ON s.id = i.source_id
@@ -119,6 +137,7 @@ def select_items(
         raise ValueError(f"faces must be main or all, not {faces!r}")
     today = today or date.today()
     consent = effective_consent(ws)  # person > image > source, shared with the privacy ledger
+    sources = public_source_names(ws)
     c = ws.catalog
     labels: dict[int, dict[str, str]] = {}
     for r in c.q("SELECT image_id, name, value FROM labels WHERE value IS NOT NULL AND value != ''"):
@@ -198,7 +217,7 @@ def select_items(
                 labels=img_labels,
                 person=_h(salt, "person", pid) if pid is not None else None,
                 person_id=pid,
-                source=r["source"],
+                source=sources[r["source_id"]],
                 license=r["license"],
                 consent=basis,
                 quality=r["quality"],
