@@ -75,7 +75,7 @@ def forget(
 
 
 def _show_matches(rep) -> None:
-    rows = [[m.image_id, m.face_id, "cluster" if m.distance != m.distance else f"{m.distance:.3f}", m.via,
+    rows = [[m.image_id, m.face_id, f"{m.distance:.3f}", m.via,
              m.action, "; ".join(m.source_paths)] for m in rep.matches]
     console.print(table(f"{len(rep.matches)} matching faces in {len(rep.images)} images (threshold {rep.threshold})",
                         ["image", "face", "distance", "via", "action", "original paths"], rows))

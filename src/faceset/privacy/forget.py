@@ -140,24 +140,30 @@ def find_matches(
     ids, emb = ws.face_embeddings()
     if len(ids) == 0:
         return []
-    d = distances(unit(emb), q).min(axis=1)
-    hit = {int(i): float(x) for i, x in zip(ids, d) if x <= threshold}
-    dist_of = dict(zip(ids.tolist(), d.tolist()))
+    u = unit(emb)
+    d = distances(u, q).min(axis=1)
+    direct = np.flatnonzero(d <= threshold)
+    hit = {int(ids[k]): float(d[k]) for k in direct}
     via = {i: "embedding" for i in hit}
 
-    # Cluster expansion: only through person clusters already touched by a direct match
-    # whose centroid sits within the tighter radius.
-    touched = {r["person_id"] for r in ws.catalog.q(
-        f"SELECT DISTINCT person_id FROM faces WHERE person_id IS NOT NULL AND id IN ({_qs(hit)})", list(hit))}
-    for r in ws.catalog.q(f"SELECT id, centroid FROM people WHERE id IN ({_qs(touched)})", list(touched)):
+    # Cluster expansion, guarded twice: only through person clusters a direct match belongs to
+    # whose centroid sits within the tighter radius, and only to faces of that cluster within
+    # ``threshold`` of a direct match (one hop). Clusters chain look-alikes (bench: strangers
+    # 0.38-0.50 away sat in one person's cluster), so "the whole cluster" would erase them.
+    person = dict(ws.catalog.q("SELECT id, person_id FROM faces WHERE embedding IS NOT NULL"))
+    pid = np.array([person.get(int(i)) or 0 for i in ids])
+    touched = sorted({int(p) for p in pid[direct] if p})
+    for r in ws.catalog.q(f"SELECT id, centroid FROM people WHERE id IN ({_qs(touched)})", touched):
         if r["centroid"] is None:
             continue
-        c = unit(np.frombuffer(r["centroid"], np.float32))
-        if float(distances(c, q).min()) <= cluster_radius:
-            for f in ws.catalog.q("SELECT id FROM faces WHERE person_id=?", (r["id"],)):
-                if f["id"] not in hit:
-                    hit[f["id"]] = float(dist_of.get(f["id"], np.nan))
-                    via[f["id"]] = "cluster"
+        if float(distances(unit(np.frombuffer(r["centroid"], np.float32)), q).min()) > cluster_radius:
+            continue
+        members = np.flatnonzero(pid == r["id"])
+        near = distances(u[members], u[direct]).min(axis=1) <= threshold
+        for k in members[near]:
+            if int(ids[k]) not in hit:
+                hit[int(ids[k])] = float(d[k])
+                via[int(ids[k])] = "cluster"
     if not hit:
         return []
 
@@ -229,8 +235,8 @@ def contact_sheet(ws: Workspace, matches: list[Match], out: Path, cols: int = 8,
             with Image.open(io.BytesIO(ws.store.get(key))) as im:
                 sheet.paste(im.convert("RGB").resize((cell, cell)), (x, y))
         tag = {"erase_image": "erase", "blur_face": "blur", "drop_group_photo": "drop"}[m.action]
-        dist = "cluster" if np.isnan(m.distance) else f"{m.distance:.2f}"
-        draw.text((x + 3, y + cell + 2), f"#{m.image_id} {dist} {tag}", fill="black")
+        draw.text((x + 3, y + cell + 2), f"#{m.image_id} {m.distance:.2f}{'c' if m.via == 'cluster' else ''} {tag}",
+                  fill="black")
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out, "PNG")
     return out
@@ -361,13 +367,41 @@ def erase(ws: Workspace, matches: list[Match], *, radius: float = DEFAULT_THRESH
     return rep
 
 
+def purge_blocked(ws: Workspace) -> int:
+    """Erase images that scan left with no face because every face in them was blocked.
+
+    Scan does not store a blocked face, but the stored copy still shows it; for such a photo
+    the person was the subject, so the whole image goes (rows, original paths, stored copy).
+    """
+    ids = [r[0] for r in ws.catalog.q("SELECT id FROM images WHERE status='no_face' AND status_reason='blocked'")]
+    if not ids:
+        return 0
+    with ws.catalog.tx() as tx:
+        rows = tx.execute(f"SELECT store_key, sha256 FROM images WHERE id IN ({_qs(ids)})", ids).fetchall()
+        shas = [r["sha256"] for r in rows]
+        tx.execute(f"DELETE FROM files WHERE image_id IN ({_qs(ids)}) OR sha256 IN ({_qs(shas)})", ids + shas)
+        tx.execute(f"DELETE FROM images WHERE id IN ({_qs(ids)})", ids)
+        ws.catalog.audit("blocklist_purge", images_erased=len(ids))
+    live = referenced_keys(ws)
+    for r in rows:
+        if r["store_key"] not in live:
+            ws.store.delete(r["store_key"])
+    ws.catalog.vacuum()
+    return len(ids)
+
+
 def referenced_keys(ws: Workspace) -> set[str]:
-    """Every 64-hex string in any text column: store keys other stages record stay safe from gc."""
+    """Store keys the catalog still references: every 64-hex value in any ``*_key`` text column.
+
+    Columns named like keys, not every hash: images.sha256 (the original file's hash) can equal
+    the old stored copy's key when that copy was the original file verbatim, and must not keep
+    the unblurred copy alive.
+    """
     c = ws.catalog
     keys: set[str] = set()
     for (t,) in c.q("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"):
-        for col in c.q(f"PRAGMA table_info({t})"):
-            if col["type"].upper() not in ("TEXT", ""):
+        for col in c.q(f'PRAGMA table_info("{t}")'):
+            if not col["name"].endswith("_key"):
                 continue
             for (v,) in c.q(f'SELECT "{col["name"]}" FROM "{t}" WHERE typeof("{col["name"]}")=\'text\' '
                             f'AND length("{col["name"]}")=64'):
@@ -425,6 +459,8 @@ def forget(
     returns False nothing changes and the report says ``cancelled``.
     """
     q = selfie_embeddings(selfies)
+    if not dry_run:
+        purge_blocked(ws)
     matches = find_matches(ws, selfies, threshold, cluster_radius=cluster_radius,
                            drop_group_photos=drop_group_photos, selfie_emb=q)
     rep = ForgetReport(selfies=len(selfies), threshold=threshold, cluster_radius=cluster_radius,
