@@ -49,11 +49,13 @@ def _b64(data: bytes, mime: str) -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode()
 
 
-def _thumb(ws: Workspace, image_id: int) -> str | None:
+def _thumb(ws: Workspace, image_id: int | None = None, key: str | None = None) -> str | None:
+    """A stored image (by id) or store object (by key, e.g. a face chip) as an inline JPEG thumbnail."""
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(ws.image_bytes(image_id))) as im:
+        data = ws.image_bytes(image_id) if key is None else ws.store.get(key)
+        with Image.open(io.BytesIO(data)) as im:
             im = im.convert("RGB")
             im.thumbnail((THUMB, THUMB))
             buf = io.BytesIO()
@@ -162,6 +164,17 @@ def report(ws: Workspace, out: str | Path | None = None) -> ReportResult:
             parts.append(f"<img src='{plots[-1][1]}' alt='quality histogram'>")
         status = Counter(r[0] for r in c.q("SELECT status FROM faces"))
         parts.append(_table(["face status", "count"], sorted(status.items())))
+        low = c.q("""SELECT id, chip_key, size, blur, brightness, yaw, quality FROM faces
+                     WHERE status = 'low_quality' AND chip_key IS NOT NULL ORDER BY quality, id""")
+        if low:
+            parts.append(f"<h3>Low-quality faces ({len(low)}), left out of exports by default</h3><div class='row'>")
+            for r in low[:MAX_REJECTED_THUMBS]:
+                t = _thumb(ws, key=r["chip_key"])
+                n_thumbs += t is not None
+                why = ", ".join(f"{k} {r[k]:.3g}" for k in ("quality", "size", "blur", "yaw") if r[k] is not None)
+                parts.append(f"<figure><img src='{t or ''}' alt='face {r['id']}'><figcaption>{html.escape(why)}"
+                             "</figcaption></figure>")
+            parts.append("</div>")
     else:
         parts.append("<p>No faces yet (run <code>faceset scan</code>).</p>")
 
@@ -172,6 +185,7 @@ def report(ws: Workspace, out: str | Path | None = None) -> ReportResult:
         plots.append(("photos per person", _plot(_hist(per_person, "photos per person", "photos",
                                                        bins=min(30, max(per_person))))))
         splits = {r[0] or "unsplit": r[1] for r in c.q("SELECT split, COUNT(*) FROM people GROUP BY 1")}
+        splits = {k: splits[k] for k in sorted(splits, key=split_order)}
         parts.append(f"<img src='{plots[-1][1]}' alt='photos per person'>"
                      + _table(["people", "median photos", "max photos", *[f"split {k}" for k in splits]],
                               [[len(per_person), int(np.median(per_person)), max(per_person), *splits.values()]]))
