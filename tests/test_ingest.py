@@ -274,3 +274,26 @@ def test_cli_messy_folder_json_and_status(tmp_path, data_dir):
 def test_cli_refusal_creates_no_workspace(tmp_path, utk_subset):
     r = cli("ingest", utk_subset[0], "-w", tmp_path / "fresh", "--license", "x")
     assert r.returncode == 2 and "consent" in r.stderr and not (tmp_path / "fresh").exists()
+
+
+def _die_on_crash_png(path, fs_path, data, known_sha, _real=None):
+    import faceset.ingest as ing
+
+    if "crash" in path:
+        os._exit(1)  # what a decoder segfault or the OOM killer looks like from the parent
+    return ing._real_process(path, fs_path, data, known_sha)
+
+
+def test_worker_crash_rejects_that_file_and_batch_goes_on(ws, tmp_path, monkeypatch):
+    import faceset.ingest as ing
+
+    d = tmp_path / "c"
+    d.mkdir()
+    for i in range(6):
+        (d / f"ok_{i}.png").write_bytes(_png((i * 40, 10, 10)))
+    (d / "crash.png").write_bytes(_png((0, 0, 200)))
+    monkeypatch.setattr(ing, "_real_process", ing._process, raising=False)
+    monkeypatch.setattr(ing, "_process", _die_on_crash_png)
+    rep = ingest(ws, [d], license="own", consent="consent", progress=False, workers=2)
+    assert rep.added == 6 and rep.rejected == {"corrupt": 1}
+    assert rep.rejects == [("crash.png", "corrupt: the image decoder crashed on this file")]

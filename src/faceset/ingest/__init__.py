@@ -21,6 +21,7 @@ import os
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -106,7 +107,7 @@ def _process(path: str, fs_path: str | None, data: bytes | None, known_sha: str 
         d = decode(data, **_W["limits"])
     except Rejected as r:
         return ("rejected", sha, len(data), r.code, r.reason)
-    key = _W["store"].put(d.clean)
+    key = _W["store"].put(d.clean, sync=False)  # made durable by one Store.sync() per batch
     return ("ok", sha, len(data), d.pixel_sha, key, d.format, d.width, d.height, len(d.clean))
 
 
@@ -238,14 +239,7 @@ def ingest(
         workers = min(2, os.cpu_count() or 1)
     rep = IngestReport()
     orphan_keys: set[str] = set()
-    pool = None
-    if workers > 1:
-        import multiprocessing as mp
-
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
-                                   initializer=_init_worker, initargs=(str(ws.store.root), limits))
-    else:
-        _init_worker(str(ws.store.root), limits)
+    decoder = _Decoder(workers, str(ws.store.root), limits)
     try:
         for plan in plans:
             src_id = _ensure_source(ws, plan)
@@ -253,7 +247,7 @@ def ingest(
             with bar(f"ingest {plan.name}", plan.src.count(), enabled=progress) as b:
                 batch: list = []
                 last = time.monotonic()
-                for item, res in _results(ws, src_id, plan.src.items(), pool):
+                for item, res in _results(ws, src_id, plan.src.items(), decoder):
                     b.advance()
                     batch.append((item, res))
                     if len(batch) >= BATCH_ITEMS or time.monotonic() - last >= BATCH_SECONDS:
@@ -267,8 +261,7 @@ def ingest(
                 "rejected": rep.n_rejected - before[2], "skipped": rep.skipped - before[3],
             })
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        decoder.close()
     _drop_orphans(ws, orphan_keys)
     rep.seconds = time.monotonic() - t0
     return rep
@@ -288,34 +281,114 @@ def _ensure_source(ws: Workspace, plan: _Plan) -> int:
         return cur.lastrowid
 
 
-def _results(ws: Workspace, src_id: int, items: Iterator[Item], pool) -> Iterator[tuple[Item, tuple]]:
-    """(item, result) in input order, with at most a small window in flight (flat memory)."""
-    window: deque[tuple[Item, Future | tuple]] = deque()
-    limit = 8 * (pool._max_workers if pool is not None else 1)
+def _process_many(jobs: list[tuple]) -> list[tuple]:
+    return [_process(*j) for j in jobs]
+
+
+CHUNK_ITEMS = 16  # items per worker task: amortises inter-process overhead on small chips ...
+CHUNK_BYTES = 4 * 2**20  # ... while large photos still spread over the workers
+
+
+class _Decoder:
+    """Runs ``_process`` over chunks of items in a small fork pool (or in-process for workers <= 1).
+
+    A worker that dies (a decoder segfault, the OOM killer) must not end the batch: the pool is
+    rebuilt and each item of a lost chunk is retried alone in a fresh process; the one that kills
+    that process too is rejected as corrupt.
+    """
+
+    def __init__(self, workers: int, store_root: str, limits: dict):
+        self.workers, self._init = workers, (store_root, limits)
+        self.pool = None
+        if workers <= 1:
+            _init_worker(*self._init)
+
+    def _new_pool(self, n: int) -> ProcessPoolExecutor:
+        import multiprocessing as mp
+
+        return ProcessPoolExecutor(n, mp_context=mp.get_context("fork"), initializer=_init_worker,
+                                   initargs=self._init)
+
+    @property
+    def window(self) -> int:  # chunks in flight
+        return 3 * max(1, self.workers)
+
+    def submit(self, jobs: list[tuple]) -> Future | list[tuple]:
+        if self.workers <= 1:
+            return _process_many(jobs)
+        if self.pool is None:
+            self.pool = self._new_pool(self.workers)
+        try:
+            return self.pool.submit(_process_many, jobs)
+        except BrokenProcessPool:  # broke since the last resolve: start over with a fresh pool
+            self.close()
+            return self.submit(jobs)
+
+    def resolve(self, jobs: list[tuple], res: Future | list[tuple]) -> list[tuple]:
+        if not isinstance(res, Future):
+            return res
+        try:
+            return res.result()
+        except BrokenProcessPool:
+            self.close()  # the next submit starts a fresh pool
+            return [self._alone(j) for j in jobs]
+
+    def _alone(self, job: tuple) -> tuple:
+        with self._new_pool(1) as p:
+            try:
+                return p.submit(_process, *job).result()
+            except BrokenProcessPool:
+                return ("rejected", None, None, "corrupt", "the image decoder crashed on this file")
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+def _chunks(ws: Workspace, src_id: int, items: Iterator[Item]) -> Iterator[tuple[list[Item], list]]:
+    """Group items; each gets either a final result now (ignored, pre-rejected, known) or a job."""
     q = ws.catalog.conn
+    group: list[Item] = []
+    slots: list = []  # per item: a result tuple, or an int index into the chunk's jobs
+    jobs: list[tuple] = []
+    nbytes = 0
     for it in items:
         if it.ignored:
-            res: Future | tuple = ("ignored",)
+            slots.append(("ignored",))
         else:
-            known = q.execute("SELECT sha256, outcome FROM files WHERE source_id=? AND path=?",
-                              (src_id, it.path)).fetchone()
+            known = q.execute("SELECT sha256 FROM files WHERE source_id=? AND path=?", (src_id, it.path)).fetchone()
             if it.reject is not None:
-                res = ("skip",) if known else ("rejected", None, it.size, it.reject.code, it.reject.reason)
-            elif pool is None:
-                res = _process(it.path, it.fs_path, it.data, known[0] if known else None)
+                slots.append(("skip",) if known else ("rejected", None, it.size, it.reject.code, it.reject.reason))
             else:
-                res = pool.submit(_process, it.path, it.fs_path, it.data, known[0] if known else None)
-            it.data = None  # the worker has its copy; keep the window light
-        window.append((it, res))
-        while len(window) > limit:
-            yield _resolve(window.popleft())
+                slots.append(len(jobs))
+                jobs.append((it.path, it.fs_path, it.data, known[0] if known else None))
+                nbytes += it.size or 0
+                it.data = None  # the job holds it until the worker has it
+        group.append(it)
+        if len(group) >= CHUNK_ITEMS or nbytes >= CHUNK_BYTES:
+            yield group, slots, jobs
+            group, slots, jobs, nbytes = [], [], [], 0
+    if group:
+        yield group, slots, jobs
+
+
+def _results(ws: Workspace, src_id: int, items: Iterator[Item], dec: _Decoder) -> Iterator[tuple[Item, tuple]]:
+    """(item, result) in input order, with at most a few chunks in flight (flat memory)."""
+    window: deque = deque()
+
+    def drain():
+        group, slots, jobs, fut = window.popleft()
+        done = dec.resolve(jobs, fut) if jobs else []
+        for it, slot in zip(group, slots):
+            yield it, done[slot] if isinstance(slot, int) else slot
+
+    for group, slots, jobs in _chunks(ws, src_id, items):
+        window.append((group, slots, jobs, dec.submit(jobs) if jobs else None))
+        while len(window) > dec.window:
+            yield from drain()
     while window:
-        yield _resolve(window.popleft())
-
-
-def _resolve(pair):
-    it, res = pair
-    return it, (res.result() if isinstance(res, Future) else res)
+        yield from drain()
 
 
 def _upsert_file(c, src_id, path, sha, size, image_id, outcome, code, reason) -> None:
@@ -332,6 +405,7 @@ def _commit(ws: Workspace, plan: _Plan, src_id: int, spec: LabelSpec, batch: lis
             orphan_keys: set[str]) -> None:
     """One transaction per batch: files, images and labels of these items, all or nothing."""
     counts: Counter = Counter()
+    ws.store.sync()  # the batch's stored copies are on disk before any row points at them
     origin = {"folder": "folder", "column": "manifest", "regex": "regex"}.get(spec.kind, "user")
     with ws.catalog.tx() as c:
         for it, res in batch:
