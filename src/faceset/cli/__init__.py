@@ -45,11 +45,20 @@ def status(workspace: Optional[Path] = WorkspaceOpt, as_json: bool = JsonOpt):
 
     def human():
         console.print(table("images by status", ["status", "count"], [[k, v] for k, v in s["images_by_status"].items()]))
-        console.print(table("sources", ["source", "kind", "license", "consent", "images", "rejected"],
-                            [[x["name"], x["kind"], x["license"], x["consent"], x["images"], x["rejected"]] for x in s["sources"]]))
+        console.print(table("sources", ["source", "kind", "license", "consent", "images", "duplicates", "rejected"],
+                            [[x["name"], x["kind"], x["license"], x["consent"], x["images"], x.get("duplicates", 0),
+                              x["rejected"]] for x in s["sources"]]))
+        if s.get("files_by_outcome"):
+            console.print(table("original files", ["outcome", "count"], [[k, v] for k, v in s["files_by_outcome"].items()]
+                                + [[f"  rejected: {k}", v] for k, v in s["rejected_by_reason"].items()]))
         if s["labels"]:
-            console.print(table("labels", ["label", "value", "count"],
-                                [[n, v, c] for n, vals in s["labels"].items() for v, c in vals.items()]))
+            rows = []
+            for n, vals in s["labels"].items():  # long value lists (e.g. age) show their top 15
+                top = sorted(vals.items(), key=lambda kv: -kv[1])
+                rows += [[n, v, c] for v, c in (top if len(top) <= 20 else top[:15])]
+                if len(top) > 20:
+                    rows.append([n, f"... {len(top) - 15} more values", sum(c for _, c in top[15:])])
+            console.print(table("labels", ["label", "value", "count"], rows))
         console.print(f"faces: {s['faces']}   people: {s['people']}   rejected files: {s['rejected_files']}")
 
     emit(as_json, s, human)
