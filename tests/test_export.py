@@ -614,3 +614,21 @@ def test_clean_strips_every_metadata_kind(data_dir):
         buf = io.BytesIO()
         rgb.save(buf, fmt)
         assert clean(buf.getvalue()) == (buf.getvalue(), ext)
+
+
+def test_build_with_nothing_exportable_fails_clearly_but_reports(data_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from faceset.cli import app
+
+    src = tmp_path / "cats"
+    src.mkdir()
+    for n in ("coffee.png", "horse.png"):
+        shutil.copy(data_dir / "nonface" / "skimage" / n, src)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["build", str(src), "-o", str(out), "--license", "CC0-1.0", "--consent",
+                                 "public_domain", "--json"])
+    assert r.exit_code == 2 and "nothing to export" in r.output and "no_face 2" in r.output
+    assert (out / "report.html").exists() and not (out / "dataset").exists()
+    r = CliRunner().invoke(app, ["build", str(src), "-o", str(tmp_path / "o2"), "--consent", "public_domain"])
+    assert r.exit_code == 2 and "licence" in r.output.lower() and not (tmp_path / "o2").exists()

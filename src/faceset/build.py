@@ -68,7 +68,7 @@ def build(
 ) -> BuildReport:
     """Run the whole pipeline into ``out`` (``workspace/``, ``dataset/``, ``report.html``); rerun to resume."""
     from .curate import assign_splits, cluster_people, find_duplicates
-    from .export import export
+    from .export import ExportError, export
     from .ingest import check_request, ingest
     from .report import report
     from .scan import scan
@@ -98,8 +98,12 @@ def build(
         step("people", lambda: cluster_people(ws))
         rep.label = pick_label(ws, label)
         step("splits", lambda: assign_splits(ws, label=rep.label))
-        step("export", lambda: export(ws, dataset, format=format, what=what, label=rep.label,
-                                      blur_bystanders=blur_bystanders, progress=progress))
+        try:
+            step("export", lambda: export(ws, dataset, format=format, what=what, label=rep.label,
+                                          blur_bystanders=blur_bystanders, progress=progress))
+        except ExportError:
+            report(ws, out / "report.html")  # nothing exportable: the report shows why (rejects, quality)
+            raise
         step("report", lambda: report(ws, out / "report.html"))
     finally:
         ws.close()

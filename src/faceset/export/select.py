@@ -155,6 +155,9 @@ def select_items(
                 bystanders.setdefault(r["image_id"], []).append((r["x"], r["y"], r["w"], r["h"]))
     else:
         rows = c.q(_FACE_SQL)
+        # Photos without face rows never reach the loop: count them so the sheet says where they went.
+        for r in c.q("SELECT status, COUNT(*) FROM images WHERE status != 'ok' GROUP BY status"):
+            skipped["not_scanned" if r[0] == "new" else r[0]] += r[1]
 
     seen_images: set[int] = set()
     for r in rows:
