@@ -100,11 +100,15 @@ def world(curated_ws, tmp_path_factory, data_dir):
     snap = _snapshot(ws, {m.image_id for m in dry.matches if m.action == "erase_image"},
                      {m.image_id for m in dry.matches if m.action == "blur_face"}, matched_faces)
     paths = [p for m in dry.matches if m.action == "erase_image" for p in m.source_paths]
+    blurred = [m.image_id for m in dry.matches if m.action == "blur_face"]
+    neighbours = {r["id"]: (r["chip_key"], r["crop_key"]) for r in ws.catalog.q(
+        f"SELECT id, chip_key, crop_key FROM faces WHERE image_id IN ({','.join('?' * len(blurred))})", blurred)
+        if r["id"] not in matched_faces}
     before_exports = {w: sorted(p.relative_to(o) for p in o.rglob("*") if p.is_file()) for w, o in exports.items()}
     rep = forget(ws, [selfie])
     yield dict(ws=ws, tmp=tmp, dry=dry, rep=rep, hers=hers, hers_with_face=hers_with_face, others=others,
                groups=groups, group_faces=group_faces, snap=snap, paths=paths, exports=exports, selfie=selfie,
-               counts=counts, before_exports=before_exports)
+               counts=counts, before_exports=before_exports, neighbours=neighbours)
     ws.close()
 
 
@@ -161,6 +165,12 @@ def test_blurred_where_she_is_a_bystander(world):
         emb = np.stack([f.embedding for f in faces]) if faces else np.zeros((0, 128), np.float32)
         assert not (distances(unit(emb), q) <= DEFAULT_THRESHOLD).any(), "her face is still recognisable"
     assert rep.faces_blurred == sum(m.action == "blur_face" for m in rep.matches)
+    # The faces beside her keep their rows but get chips/crops cut again from the blurred copy.
+    assert world["neighbours"], "expected other people in her group shots"
+    for fid, (chip, crop) in world["neighbours"].items():
+        now = ws.catalog.one("SELECT chip_key, crop_key FROM faces WHERE id=?", (fid,))
+        assert now is not None and now["chip_key"] != chip and now["crop_key"] != crop
+        assert ws.store.exists(now["chip_key"]) and not ws.store.exists(crop)
 
 
 def test_nothing_recoverable_anywhere(world):

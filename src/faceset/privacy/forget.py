@@ -19,6 +19,7 @@ Two steps so people can look before anything is deleted:
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import time
@@ -265,14 +266,29 @@ def _pixelate(rgb: np.ndarray, boxes: list[tuple[float, float, float, float]]) -
     return np.asarray(im)
 
 
-def _blurred_copy(ws: Workspace, image_id: int, boxes) -> tuple[str, str, int]:
-    """(store key, pixel_sha, bytes) of a new clean stored copy with ``boxes`` pixelated."""
+def _blurred_copy(ws: Workspace, image_id: int, boxes, keep: list) -> tuple[str, str, int, dict]:
+    """A new clean stored copy with ``boxes`` pixelated: (store key, pixel_sha, bytes, new face keys).
+
+    The faces that stay (``keep`` rows) get their chip and crop cut again from the blurred
+    pixels: a neighbour's crop has margin enough to show the erased face beside it.
+    """
+    from ..scan import align
+    from ..scan.pipeline import encode_jpeg, encode_png
+
     data = ws.image_bytes(image_id)
     lossy = data[:3] == b"\xff\xd8\xff"
-    rgb = imageio.decode(data, clean=False).rgb
-    blob, _ = imageio.encode_clean(_pixelate(rgb, boxes), lossy)
-    sha = imageio.decode(blob, clean=False).pixel_sha  # of what the store really holds
-    return ws.store.put(blob), sha, len(blob)
+    blurred = _pixelate(imageio.decode(data, clean=False).rgb, boxes)
+    blob, _ = imageio.encode_clean(blurred, lossy)
+    rgb = imageio.decode(blob, clean=False).rgb  # exactly what the store will hold
+    recut = {}
+    if keep:
+        shapes = [align.shape_of(np.array(json.loads(f["landmarks"])), (f["x"], f["y"], f["x"] + f["w"], f["y"] + f["h"]))
+                  for f in keep]
+        chips = align.chips(rgb, shapes, align.CHIP_SIZE, align.CHIP_PADDING)
+        crops = align.chips(rgb, shapes, align.CROP_SIZE, align.CROP_PADDING)
+        for f, chip, crop in zip(keep, chips, crops):
+            recut[f["id"]] = (ws.store.put(encode_png(chip)), ws.store.put(encode_jpeg(crop)))
+    return ws.store.put(blob), imageio.pixel_sha(rgb), len(blob), recut
 
 
 def erase(ws: Workspace, matches: list[Match], *, radius: float = DEFAULT_THRESHOLD,
@@ -295,11 +311,16 @@ def erase(ws: Workspace, matches: list[Match], *, radius: float = DEFAULT_THRESH
     tmpl = np.concatenate(parts) if parts and sum(map(len, parts)) else None
 
     # New blurred copies go into the store before the transaction; a crash leaves only unreferenced objects.
+    old_keys: set[str] = set()
     new_copies = {}
     for iid, ms in blur.items():
-        boxes = [tuple(r) for r in c.q(
-            f"SELECT x, y, w, h FROM faces WHERE id IN ({_qs(ms)})", [m.face_id for m in ms])]
-        new_copies[iid] = _blurred_copy(ws, iid, boxes)
+        gone = {m.face_id for m in ms}
+        faces = c.q("SELECT id, x, y, w, h, landmarks, chip_key, crop_key FROM faces WHERE image_id=?", (iid,))
+        boxes = [(f["x"], f["y"], f["w"], f["h"]) for f in faces if f["id"] in gone]
+        keep = [f for f in faces if f["id"] not in gone and f["landmarks"]]
+        new_copies[iid] = _blurred_copy(ws, iid, boxes, keep)
+        for f in keep:  # the neighbours' old chips/crops may show the erased face
+            old_keys.update(k for k in (f["chip_key"], f["crop_key"]) if k)
 
     all_erased_faces = face_ids + [r["id"] for r in c.q(
         f"SELECT id FROM faces WHERE image_id IN ({_qs(erase_imgs)})", erase_imgs)]
@@ -330,8 +351,11 @@ def erase(ws: Workspace, matches: list[Match], *, radius: float = DEFAULT_THRESH
             f"DELETE FROM files WHERE image_id IN ({_qs(erase_imgs)}) OR sha256 IN ({_qs(shas)})",
             erase_imgs + shas).rowcount
         tx.execute(f"DELETE FROM images WHERE id IN ({_qs(erase_imgs)})", erase_imgs)
-        for iid, (key, sha, nbytes) in new_copies.items():
+        for iid, (key, sha, nbytes, recut) in new_copies.items():
             tx.execute("UPDATE images SET store_key=?, pixel_sha=?, bytes=? WHERE id=?", (key, sha, nbytes, iid))
+            for fid, (chip_key, crop_key) in recut.items():
+                tx.execute("UPDATE faces SET chip_key=?, crop_key=? WHERE id=?", (chip_key, crop_key, fid))
+        doomed_keys |= old_keys
 
         n_people = 0
         for pid in people:
