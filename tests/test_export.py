@@ -342,6 +342,9 @@ def test_parquet_loads_with_datasets_offline(built, exports, tmp_path, monkeypat
         row = ds[s][0]
         assert isinstance(row["image"], Image.Image) and row["image"].size == (224, 224)
         assert row["split"] == s and names[row["label"]] == row["label_gender"]
+    # The folder alone is enough too: the shard names follow the Hub's split-naming convention.
+    whole = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf2"))
+    assert sum(len(whole[s]) for s in whole) == rep.items
     _assert_clean(out, built["originals"])
 
 
