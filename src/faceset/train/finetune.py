@@ -1,0 +1,147 @@
+"""Fine-tuning: unfreeze the backbone, train it with the head on augmented crops.
+
+Crops are decoded once into one uint8 tensor (per-epoch JPEG decoding cannot feed a GPU:
+docs/train.md); augmentation (mirror, small scale/shift/rotation, brightness/contrast) runs
+on the batch, on the device. On CUDA: channels_last + bf16 autocast. BatchNorm statistics
+stay frozen (eval mode): small batches on CPU would otherwise wreck the ImageNet statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..progress import bar
+from .features import Preprocess
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """x: float NCHW 0-255 -> randomly mirrored, scaled (0.9-1.1), shifted (+-6%), rotated (+-10 deg), jittered."""
+    n = x.shape[0]
+    r = lambda *s: torch.rand(*s, generator=g).to(x.device)  # noqa: E731
+    ang = (r(n) - 0.5) * (2 * math.pi / 18)
+    sc = 0.9 + 0.2 * r(n)
+    flip = torch.where(r(n) < 0.5, -1.0, 1.0).to(x.device)
+    theta = torch.zeros(n, 2, 3, device=x.device)
+    theta[:, 0, 0] = torch.cos(ang) / sc * flip
+    theta[:, 0, 1] = -torch.sin(ang) / sc
+    theta[:, 1, 0] = torch.sin(ang) / sc * flip
+    theta[:, 1, 1] = torch.cos(ang) / sc
+    theta[:, :, 2] = (r(n, 2) - 0.5) * 0.12
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    b = (r(n, 1, 1, 1) - 0.5) * 50
+    c = 0.8 + 0.4 * r(n, 1, 1, 1)
+    m = x.mean((1, 2, 3), keepdim=True)
+    return ((x - m) * c + m + b).clamp(0, 255)
+
+
+def fit(net: torch.nn.Module, head: torch.nn.Module, pre: Preprocess, xtr: torch.Tensor, ytr: torch.Tensor,
+        xva: torch.Tensor, yva: torch.Tensor, *, epochs: int = 8, batch: int = 64, lr: float = 1e-4,
+        weights: torch.Tensor | None = None, seed: int = 0, patience: int = 2, progress: bool = True) -> dict:
+    """Train ``net`` + ``head`` on uint8 NHWC crops; keep the epoch with the lowest val loss. Returns stats."""
+    dev = device()
+    cuda = dev.type == "cuda"
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(pre, net, head).to(dev)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW([{"params": net.parameters(), "lr": lr}, {"params": head.parameters(), "lr": lr * 10}],
+                            weight_decay=1e-4)
+    steps = epochs * math.ceil(len(xtr) / batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr, lr * 10], total_steps=max(steps, 1), pct_start=0.1)
+    w = (weights if weights is not None else torch.ones(len(ytr))).to(dev)
+    best, best_state, bad, seen, t_train, hist = float("inf"), None, 0, 0, 0.0, []
+
+    def batches(x, idx):
+        for i in range(0, len(idx), batch):
+            b = idx[i:i + batch]
+            xb = x[b].to(dev, non_blocking=True).permute(0, 3, 1, 2).float()
+            yield b, (xb.contiguous(memory_format=torch.channels_last) if cuda else xb)
+
+    for ep in range(1, epochs + 1):
+        model.train()
+        for m in model.modules():  # frozen BatchNorm statistics
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+        t0 = time.perf_counter()
+        with bar(f"fine-tune epoch {ep}", len(xtr), progress) as pb:
+            for b, xb in batches(xtr, torch.randperm(len(xtr), generator=g)):
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
+                    logits = model(augment(xb, g))
+                loss = (F.cross_entropy(logits.float(), ytr[b].to(dev), reduction="none") * w[b]).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                seen += len(b)
+                pb.advance(len(b))
+        if cuda:
+            torch.cuda.synchronize()
+        t_train += time.perf_counter() - t0
+        vloss, vacc = _val(model, xva, yva, batches, cuda)
+        hist.append({"epoch": ep, "val_loss": vloss, "val_accuracy": vacc})
+        if vloss < best - 1e-4:
+            best, best_state, bad = vloss, copy.deepcopy(model.state_dict()), 0
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    model.load_state_dict(best_state)
+    model.to("cpu").eval()
+    return {"epochs": len(hist), "history": hist, "train_seconds": t_train,
+            "images_per_s": seen / t_train if t_train else 0.0, "device": str(dev)}
+
+
+@torch.no_grad()
+def _val(model, xva, yva, batches, cuda) -> tuple[float, float]:
+    model.eval()
+    ps = []
+    for _, xb in batches(xva, torch.arange(len(xva))):
+        with torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=cuda):
+            p = (torch.softmax(model(xb).float(), 1) + torch.softmax(model(xb.flip(3)).float(), 1)) / 2
+        ps.append(p.cpu())
+    p = torch.cat(ps)
+    return float(F.nll_loss(torch.log(p.clamp_min(1e-8)), yva)), float((p.argmax(1) == yva).float().mean())
+
+
+def load_crops(samples, idx) -> tuple[torch.Tensor, np.ndarray]:
+    """Decode the crops once into uint8 [n, 224, 224, 3]; returns the tensor and which samples had one."""
+    crops, ok = [], []
+    for i in idx:
+        c = samples[i].load()
+        if c is not None:
+            crops.append(c)
+            ok.append(i)
+    return torch.from_numpy(np.stack(crops)), np.array(ok, int)
+
+
+def finetune(ds, bb, head, tr: np.ndarray, va: np.ndarray, y: np.ndarray, *, seed: int = 0, epochs: int = 8,
+             weights: np.ndarray | None = None, progress: bool = True) -> tuple[float, int]:
+    """Fine-tune ``bb.net`` and ``head`` in place on the dataset's train split; refit temperature on val."""
+    from .features import crop_features
+    from .train import fit_temperature
+
+    xtr, itr = load_crops(ds.samples, np.flatnonzero(tr))
+    xva, iva = load_crops(ds.samples, np.flatnonzero(va))
+    w = None
+    if weights is not None:  # weights follow the train mask order
+        pos = {i: k for k, i in enumerate(np.flatnonzero(tr))}
+        w = torch.from_numpy(weights[[pos[i] for i in itr]])
+    pre = Preprocess(bb.size, bb.mean, bb.std)
+    stats = fit(bb.net, head, pre, xtr, torch.from_numpy(y[itr]), xva, torch.from_numpy(y[iva]), epochs=epochs,
+                weights=w, seed=seed, progress=progress)
+    bb.net.eval()
+    head.eval()
+    Xva = crop_features(bb, list(xva.numpy()))
+    return fit_temperature(head, Xva, y[iva]), stats["epochs"]
