@@ -74,11 +74,17 @@ def forget(
     emit(as_json, data, human)
 
 
+def _short(path: str) -> str:
+    """Folder + file name: enough to find it in a table; --json has the full path."""
+    parts = Path(path).parts
+    return str(Path(*parts[-2:])) if len(parts) > 2 else path
+
+
 def _show_matches(rep) -> None:
     rows = [[m.image_id, m.face_id, f"{m.distance:.3f}", m.via,
-             m.action, "; ".join(m.source_paths)] for m in rep.matches]
+             m.action, "; ".join(_short(p) for p in m.source_paths)] for m in rep.matches]
     console.print(table(f"{len(rep.matches)} matching faces in {len(rep.images)} images (threshold {rep.threshold})",
-                        ["image", "face", "distance", "via", "action", "original paths"], rows))
+                        ["image", "face", "distance", "via", "action", "original file"], rows))
     if rep.contact_sheet:
         console.print(f"contact sheet: {rep.contact_sheet}")
 
