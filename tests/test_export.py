@@ -484,6 +484,10 @@ def test_cli_export_json_and_report(built, tmp_path):
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert d["items"] == len(_manifest(tmp_path / "c")) and d["format"] == "zip"
+    r = CliRunner().invoke(app, ["export", str(tmp_path / "c"), "-w", str(ws.root), "--refresh", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [x["export_id"] for x in json.loads(r.stdout)] == [d["export_id"]]
+    assert len(_manifest(tmp_path / "c")) == d["items"]
     r = CliRunner().invoke(app, ["export", str(tmp_path / "c2"), "-w", str(ws.root), "--format", "tiff"])
     assert r.exit_code == 2
     r = CliRunner().invoke(app, ["report", "-w", str(ws.root), "-o", str(tmp_path / "r.html"), "--json"])

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
                                                      help="Also export consent 'unknown' (said in the datasheet)."),
         include_low_quality: bool = typer.Option(False, "--include-low-quality", help="Keep low-quality faces."),
         seed: int = typer.Option(0, "--seed", help="Seed for the sample zips."),
-        refresh: bool = typer.Option(False, "--refresh", help="Rebuild stale exports in place (or --id)."),
+        refresh: bool = typer.Option(False, "--refresh", help="Rebuild stale exports in place (or OUT / --id, stale or not)."),
         export_id: Optional[int] = typer.Option(None, "--id", help="With --refresh: rebuild this export."),
         workspace: Optional[Path] = WorkspaceOpt,
         as_json: bool = JsonOpt,
@@ -50,6 +50,10 @@ def register(app: typer.Typer) -> None:
         ws = ws_open(workspace)
         try:
             if refresh:
+                if out is not None and export_id is None:  # `faceset export OUT --refresh`: that one export
+                    export_id = ws.catalog.scalar("SELECT id FROM exports WHERE path=?", (str(out.resolve()),))
+                    if export_id is None:
+                        fail(f"{out} is not a recorded export of this workspace")
                 reps = [r.to_dict() for r in do_refresh(ws, export_id, progress=not as_json)]
 
                 def human():
