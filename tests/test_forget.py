@@ -254,3 +254,34 @@ def test_cli_refuses_without_tty_and_lists_json(world, scanned_ws, tmp_path):
     out = r.invoke(app, ["forget", str(bad), "-w", str(ws.root), "--dry-run"])
     assert out.exit_code == 2 and "not-a-photo.jpg" in out.output
     ws.close()
+
+
+def test_crash_after_commit_then_rerun_finishes(curated_ws, tmp_path, data_dir, monkeypatch):
+    """Killed between the catalog commit and the store deletes: a rerun removes what was left."""
+    from faceset.privacy import forget
+    from faceset.store import Store
+
+    ws = _copy_ws(curated_ws, tmp_path / "ws")
+    who = "jennifer_aniston"
+    labels = [r for r in read_labels(data_dir / "identities") if r["identity"] == who]
+    selfie = data_dir / "identities" / labels[0]["file"]
+    dry = forget(ws, [selfie], dry_run=True)
+    keys = [r["store_key"] for r in ws.catalog.q(
+        f"SELECT store_key FROM images WHERE id IN ({','.join('?' * len(dry.images))})", dry.images)]
+    assert keys
+
+    def crash(self, key):
+        raise KeyboardInterrupt  # what a kill looks like from here: nothing after this line runs
+
+    monkeypatch.setattr(Store, "delete", crash)
+    with pytest.raises(KeyboardInterrupt):
+        forget(ws, [selfie])
+    monkeypatch.undo()
+    assert not ws.catalog.q(f"SELECT id FROM images WHERE id IN ({','.join('?' * len(dry.images))})", dry.images)
+    assert all(ws.store.exists(k) for k in keys)  # committed, but the old copies are still on disk
+
+    again = forget(ws, [selfie])
+    assert again.matches == [] and again.store_objects_deleted >= len(keys)
+    assert not any(ws.store.exists(k) for k in keys)
+    assert ws.catalog.scalar("SELECT COUNT(*) FROM blocklist") == 1  # the rerun did not block them twice
+    ws.close()

@@ -371,8 +371,9 @@ def erase(ws: Workspace, matches: list[Match], *, radius: float = DEFAULT_THRESH
                               (sid, sid)).fetchone():
                 tx.execute("DELETE FROM sources WHERE id=?", (sid,))
 
-        if tmpl is not None:
-            rep.blocklist_id = blocklist.add_template(ws, tmpl, radius)
+        if tmpl is not None and not (selfie_emb is not None and len(selfie_emb)
+                                     and blocklist.blocked_mask(ws, selfie_emb).all()):
+            rep.blocklist_id = blocklist.add_template(ws, tmpl, radius)  # not again on a rerun
         ws.catalog.audit("forget", images_erased=len(erase_imgs), faces_erased=len(all_erased_faces),
                          faces_blurred=sum(len(v) for v in blur.values()), exports_stale=len(stale),
                          people_deleted=n_people, blocklist_id=rep.blocklist_id)
