@@ -450,6 +450,13 @@ def test_refresh_rebuilds_stale_export(built, tmp_path):
         kept = {r["id"] for r in man2}
         assert kept < {r["id"] for r in man}, "ids must stay stable across a refresh"
         assert refresh(ws, progress=False) == []  # nothing stale any more
+        # If erasure leaves nothing, the refresh still removes every old record from disk.
+        with ws.catalog.tx() as c:
+            c.execute("DELETE FROM images")
+            c.execute("UPDATE exports SET stale=1")
+        [empty] = refresh(ws, progress=False)
+        assert empty.items == 0 and not list((tmp_path / "e").glob("*.tar"))
+        assert _manifest(tmp_path / "e") == [] and (tmp_path / "e" / "datasheet.md").exists()
     finally:
         ws.close()
 

@@ -91,8 +91,7 @@ def export(
     salt = json.loads(prev["params"]).get("salt") if prev else None
     params = dict(format=format, what=what, label=label, faces=faces, shard_size=int(shard_size), sample=int(sample),
                   blur_bystanders=blur_bystanders, include_unknown_consent=include_unknown_consent,
-                  include_low_quality=include_low_quality, seed=int(seed),
-                  salt=salt or secrets.token_hex(8))
+                  include_low_quality=include_low_quality, seed=int(seed), salt=salt or secrets.token_hex(8))
     return _build(ws, out, params, prev["id"] if prev else None, progress=progress)
 
 
@@ -106,10 +105,16 @@ def refresh(ws: Workspace, export_id: int | None = None, *, progress: bool = Tru
         rows = ws.catalog.q("SELECT id, path, params FROM exports WHERE stale=1 ORDER BY id")
     reports = []
     for r in rows:
-        rep = _build(ws, Path(r["path"]), json.loads(r["params"]), r["id"], progress=progress)
+        params = {**_DEFAULTS, **json.loads(r["params"])}  # exports recorded by an older faceset lack new keys
+        # allow_empty: if erasure took every record, the old files must still go.
+        rep = _build(ws, Path(r["path"]), params, r["id"], progress=progress, allow_empty=True)
         rep.refreshed = True
         reports.append(rep)
     return reports
+
+
+_DEFAULTS = dict(format="imagefolder", what="crops", label=None, faces="main", shard_size=1000, sample=500,
+                 blur_bystanders=False, include_unknown_consent=False, include_low_quality=False, seed=0)
 
 
 def _check_target(ws: Workspace, out: Path, recorded: bool) -> None:
@@ -131,22 +136,22 @@ def _payload(ws: Workspace, item) -> tuple[bytes, str]:
     return clean(data)
 
 
-def _build(ws: Workspace, out: Path, params: dict, export_id: int | None, *, progress: bool) -> ExportReport:
+def _build(ws: Workspace, out: Path, params: dict, export_id: int | None, *, progress: bool,
+           allow_empty: bool = False) -> ExportReport:
     t0 = time.perf_counter()
     _check_target(ws, out, recorded=export_id is not None)
     sel: Selection = select_items(
         ws, what=params["what"], salt=params["salt"], label=params["label"], faces=params["faces"],
-        include_unknown_consent=params["include_unknown_consent"], include_low_quality=params["include_low_quality"], blur_bystanders=params["blur_bystanders"],
+        include_unknown_consent=params["include_unknown_consent"],
+        include_low_quality=params["include_low_quality"], blur_bystanders=params["blur_bystanders"],
     )
-    if not sel.items:
-        raise ExportError(
-            "nothing to export: " + (", ".join(f"{k} {v}" for k, v in sel.skipped.most_common()) or "the catalog has no faces")
-            + " (run scan/curate first, or see --include-* options)"
-        )
+    if not sel.items and not allow_empty:
+        why = ", ".join(f"{k} {v}" for k, v in sel.skipped.most_common()) or "the catalog has no faces"
+        raise ExportError(f"nothing to export: {why} (run scan/curate first, or see --include-* options)")
     label_names = sorted({k for it in sel.items for k in it.labels})
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale_tmp in out.parent.glob(f".{out.name}.partial-*"):  # left by a killed run
-        shutil.rmtree(stale_tmp, ignore_errors=True)
+    for left in [*out.parent.glob(f".{out.name}.partial-*"), *out.parent.glob(f".{out.name}.old-*")]:
+        shutil.rmtree(left, ignore_errors=True)  # left by a killed run
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     tmp.mkdir()
     try:
@@ -200,8 +205,11 @@ def _swap(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+_MANIFEST_COLUMNS = ["id", "file", "split", "label", "person", "source", "license", "consent"]
+
+
 def _write_manifest(root: Path, rows: list[dict]) -> None:
-    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cols = list(dict.fromkeys(k for r in rows for k in r)) or _MANIFEST_COLUMNS
     with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=cols, restval="")
         w.writeheader()
