@@ -131,7 +131,8 @@ def make_large(folder: Path, n: int) -> list[Path]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--large", type=int, default=24, help="number of generated 4000x3000 photos")
+    ap.add_argument("--large", type=int, default=16, help="number of generated 4000x3000 photos")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; each kind's best is kept")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -158,27 +159,34 @@ def main() -> None:
             for p in _files(manifest):
                 Path(p).read_bytes()
             row = {"collection": name}
-            for kind in ("floor", "decode", "ingest"):
-                r = run_child(kind, manifest)
-                row[kind] = r
-                print(f"{name:28s} {kind:7s} {r['images_per_s']:8.1f} img/s  {r['mb_per_s']:7.1f} MB/s  "
-                      f"peak {r['peak_rss_mb']:.0f} MB (main {r['peak_main_rss_mb']:.0f} MB)", file=sys.stderr)
+            for rnd in range(a.rounds):  # alternate kinds, keep each kind's best round: the machine is shared
+                for kind in ("floor", "decode", "ingest"):
+                    r = run_child(kind, manifest)
+                    r["rounds"] = a.rounds
+                    if kind not in row or r["images_per_s"] > row[kind]["images_per_s"]:
+                        r["peak_rss_mb"] = max(r["peak_rss_mb"], row.get(kind, {}).get("peak_rss_mb", 0))
+                        row[kind] = r
+                    print(f"{name:28s} {kind:7s} round {rnd}: {r['images_per_s']:8.1f} img/s  "
+                          f"{r['mb_per_s']:7.1f} MB/s  peak {r['peak_rss_mb']:.0f} MB (main {r['peak_main_rss_mb']:.0f} MB)",
+                          file=sys.stderr)
             row["ratio_vs_floor"] = round(row["floor"]["images_per_s"] / row["ingest"]["images_per_s"], 2)
             row["ratio_vs_decode"] = round(row["decode"]["images_per_s"] / row["ingest"]["images_per_s"], 2)
             results.append(row)
 
     meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
             "load_avg_1m_at_end": round(os.getloadavg()[0], 1),
-            "workers": 2, "command": "python bench/ingest.py" + (f" --large {a.large}" if a.large != 24 else "")}
+            "workers": 2, "command": "python bench/ingest.py" + (f" --large {a.large}" if a.large != 16 else "")
+            + (f" --rounds {a.rounds}" if a.rounds != 3 else "")}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "ingest.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     lines = [
         "# Ingest throughput vs the read+hash+copy floor",
         "",
         f"`{meta['command']}` on {meta['cpus']} CPUs (shared machine), Python {meta['python']}; faceset ingest uses "
-        "2 decode workers; floor and decode are one process. Ratio = floor img/s / ingest img/s (goal <= 2). "
+        "2 decode workers; floor and decode are one process; best of "
+        f"{a.rounds} alternating rounds each. Ratio = floor img/s / ingest img/s (goal <= 2). "
         f"Load average at the end: {meta['load_avg_1m_at_end']} (other jobs share the machine: compare within a row). "
-        "Peak RSS = sampled every 20 ms, process + its decode workers summed.",
+        "Peak RSS = sampled every 20 ms, process + its decode workers summed (max over rounds).",
         "",
         "| collection | files | MB | floor img/s | decode-only img/s | faceset ingest img/s | ingest / floor | "
         "ingest / decode | ingest peak RSS MB (main process) | floor peak RSS MB |",

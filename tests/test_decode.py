@@ -190,7 +190,7 @@ def _seeds(chip: bytes) -> list[bytes]:
     return list(_SEEDS.values())
 
 
-@settings(max_examples=1500, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture],
+@settings(max_examples=3000, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture],
           derandomize=True)
 @given(which=st.integers(0, 3), edits=st.lists(
     st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255), st.sampled_from(["set", "cut", "ins"])),

@@ -297,3 +297,56 @@ def test_worker_crash_rejects_that_file_and_batch_goes_on(ws, tmp_path, monkeypa
     rep = ingest(ws, [d], license="own", consent="consent", progress=False, workers=2)
     assert rep.added == 6 and rep.rejected == {"corrupt": 1}
     assert rep.rejects == [("crash.png", "corrupt: the image decoder crashed on this file")]
+
+
+def test_cli_regex_labels_with_value_maps(tmp_path, utk_subset):
+    folder, rows, _ = utk_subset
+    r = cli("ingest", folder, "-w", tmp_path / "ws", "--license", "x", "--consent", "research_exemption",
+            "--labels", r"regex:^(?P<age>\d+)_(?P<gender>[01])_", "--label-map", "gender=0:male,1:female", "--json")
+    assert r.returncode == 0, r.stderr
+    from faceset import open_workspace
+
+    ws = open_workspace(tmp_path / "ws")
+    got = {r["path"]: (r["age"], r["gender"]) for r in ws.catalog.q(
+        """SELECT f.path, a.value age, g.value gender FROM files f JOIN labels a ON a.image_id=f.image_id AND a.name='age'
+           JOIN labels g ON g.image_id=f.image_id AND g.name='gender' WHERE f.outcome='added'""")}
+    assert got and all(got[p] == (rows[p]["age"], rows[p]["gender"]) for p in got)
+    ws.close()
+    bad = cli("ingest", folder, "-w", tmp_path / "ws", "--license", "x", "--consent", "consent",
+              "--labels", "regex:^(\\d+)_")
+    assert bad.returncode == 2 and "named groups" in bad.stderr
+
+
+def test_truncated_tar_and_unicode_member_names(ws, tmp_path):
+    t = tmp_path / "photos.tar.gz"
+    with tarfile.open(t, "w:gz") as tf:
+        for i, name in enumerate(("été/ü-1.png", "日本/写真.png", "z/3.png")):
+            data = _png((i * 80, 50, 50))
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    whole = t.read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    rep = ingest(ws, [t], license="own", consent="consent", labels="folder:place", progress=False)
+    assert rep.added == 3
+    assert {r[0] for r in ws.catalog.q("SELECT value FROM labels")} == {"été", "日本", "z"}
+    rep2 = ingest(ws, [cut], license="own", consent="consent", progress=False)
+    assert rep2.rejected.get("truncated") == 1 and rep2.added == 0  # members before the cut are duplicates
+    assert "later members unread" in rep2.rejects[-1][1]
+
+
+def test_limits_are_configurable(ws, tmp_path):
+    d = tmp_path / "l"
+    d.mkdir()
+    (d / "small.png").write_bytes(_png(size=(40, 40)))
+    (d / "big.png").write_bytes(_png(size=(300, 200)))
+    (d / "mid.png").write_bytes(_png((1, 1, 1), size=(120, 120)))
+    rep = ingest(ws, [d], license="own", consent="consent", progress=False, workers=1,
+                 min_side=64, max_pixels=50_000, max_file_bytes=10_000)
+    assert dict(rep.rejects) == {"small.png": "too_small: 40x40 is smaller than 64 px on a side",
+                                 "big.png": "bomb: 300x200 = 60,000 pixels, over the 50,000 limit"}
+    assert rep.added == 1
+    (d / "noise.bmp").write_bytes(b"BM" + bytes(20_000))
+    rep = ingest(ws, [d], license="own", consent="consent", progress=False, workers=1, max_file_bytes=10_000)
+    assert rep.rejected == {"too_large_file": 1} and rep.skipped == 3

@@ -27,19 +27,23 @@ def ingest_cmd(
     label_map: Optional[List[str]] = typer.Option(None, "--label-map", help="NAME=RAW:VALUE,RAW:VALUE (repeatable)"),
     min_side: int = typer.Option(32, "--min-side", help="Reject images smaller than this on a side (px)."),
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", help="Reject images with more pixels (decompression bombs)."),
+    max_file_mb: int = typer.Option(256, "--max-file-mb", help="Reject files (or archive members) larger than this."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Decode processes (default 2; 1 = in-process)."),
     show_rejects: int = typer.Option(20, "--show-rejects", help="How many rejected files to list (0: none)."),
     workspace: Optional[Path] = WorkspaceOpt,
     as_json: bool = JsonOpt,
 ):
-    """Add photos with their provenance: licence, consent basis, labels. Reruns resume; duplicates are found."""
+    """Add photos with their provenance: licence, consent basis, labels. Reruns resume; duplicates are found.
+
+    Exit codes: 0 done (per-file rejections are counted, not errors); 2 usage or fatal error, nothing written.
+    """
     from ..ingest import IngestError, check_request, ingest
     from ..workspace import MARKER, default_path
 
     if not ((workspace or default_path()) / MARKER).exists():
         try:  # refuse before creating anything
             check_request(src, license=license, consent=consent, source_name=source_name, labels=labels,
-                          label_map=label_map)
+                          label_map=label_map, max_file_bytes=max_file_mb * 2**20)
         except IngestError as e:
             fail(str(e))
         err.print(f"creating workspace {workspace or default_path()}")
@@ -47,6 +51,7 @@ def ingest_cmd(
     try:
         rep = ingest(ws, list(src), license=license, consent=consent, source_name=source_name, labels=labels,
                      label_map=label_map, workers=workers, min_side=min_side, max_pixels=max_pixels,
+                     max_file_bytes=max_file_mb * 2**20,
                      progress=not as_json)
     except IngestError as e:
         fail(str(e))
