@@ -5,7 +5,8 @@ Graph: each face links to its ``K`` nearest faces closer than ``THRESHOLD``
 cluster only the new faces plus the already-assigned faces within reach of
 them; a cluster holding assigned faces takes their majority person, others
 become new people. Assigned faces never move and ids never renumber, so a
-person's split stays put. Memory is O(n * K) (blockwise exact kNN).
+person's split stays put; people that new faces link together are reported
+as merge candidates, not merged. Memory is O(n * K) (blockwise exact kNN).
 
 Why faces, not only centroids, as anchors: one person photographed over years
 is several modes; a single mean sits between them. ``people.centroid`` (mean
@@ -40,7 +41,10 @@ def cluster_embeddings(emb: np.ndarray, threshold: float = THRESHOLD, k: int = K
     return cluster_graph(emb, threshold, k, seed)
 
 
-def _cluster(new: np.ndarray, old: np.ndarray, old_labels: np.ndarray, threshold: float, k: int, seed: int) -> np.ndarray:
+def _cluster(
+    new: np.ndarray, old: np.ndarray, old_labels: np.ndarray, threshold: float, k: int, seed: int,
+    merges: list | None = None,
+) -> np.ndarray:
     """Labels for ``new`` rows: >= 0 is an existing label from ``old_labels``, < 0 a new cluster (-1, -2, ...).
 
     Chinese whispers runs unclamped on the new faces plus the old faces within
@@ -48,6 +52,8 @@ def _cluster(new: np.ndarray, old: np.ndarray, old_labels: np.ndarray, threshold
     label (ties: the smaller, i.e. older, id), one without old faces becomes a
     new person. Clamping old faces instead lets a batch of new photos of a
     known person outvote a few old ones and start a duplicate person.
+    A cluster holding several old labels is appended to ``merges`` (sorted
+    label tuple): a merge proposal, never applied here.
     """
     n = len(new)
     if n == 0:
@@ -68,6 +74,8 @@ def _cluster(new: np.ndarray, old: np.ndarray, old_labels: np.ndarray, threshold
         if len(held):
             vals, counts = np.unique(held, return_counts=True)
             out[members] = vals[np.argmax(counts)]  # np.unique sorts: ties go to the older id
+            if len(vals) > 1 and merges is not None:
+                merges.append(tuple(int(v) for v in vals))
         else:
             out[members] = next_new
             next_new -= 1
@@ -98,6 +106,9 @@ class PeopleReport:
     singletons: int = 0
     faces_per_person: dict[str, float] = field(default_factory=dict)  # min/median/mean/max
     dup_ties: int = 0  # duplicate images' faces moved to their kept image's person
+    # people that new faces link together: proposals for review, never merged automatically
+    # (a merge could join two splits or two consent records)
+    merge_candidates: list[list[int]] = field(default_factory=list)
     threshold: float = THRESHOLD
     top: list[dict] = field(default_factory=list)  # largest people: id, faces, images, split
 
@@ -114,15 +125,18 @@ def cluster_people(ws: Workspace, *, threshold: float = THRESHOLD, seed: int = 0
     """
     c = ws.catalog
     rep = PeopleReport(threshold=threshold)
-    rows = c.q("SELECT id, person_id, status FROM faces WHERE embedding IS NOT NULL ORDER BY id")
-    ids, emb = ws.face_embeddings()
+    rows = c.q("SELECT id, person_id, status, embedding FROM faces WHERE embedding IS NOT NULL ORDER BY id")
+    ids = np.array([r["id"] for r in rows], np.int64)
+    emb = np.frombuffer(b"".join(r["embedding"] for r in rows), np.float32).reshape(-1, 128)
     rep.faces = len(ids)
     person = np.array([r["person_id"] if r["person_id"] is not None else -1 for r in rows], np.int64)
     ok = np.array([r["status"] == "ok" for r in rows], bool)
     is_new = person < 0
     anchors = ~is_new & ok
     before = set(int(p) for p in person[~is_new])
-    lab = _cluster(emb[is_new], emb[anchors], person[anchors], threshold, K, seed) if is_new.any() else np.zeros(0, np.int64)
+    merges: list = []
+    lab = _cluster(emb[is_new], emb[anchors], person[anchors], threshold, K, seed, merges)
+    rep.merge_candidates = [list(m) for m in sorted(set(merges))]
     with c.tx() as conn:
         new_ids: dict[int, int] = {}
         assigned = []
@@ -141,7 +155,8 @@ def cluster_people(ws: Workspace, *, threshold: float = THRESHOLD, seed: int = 0
         rep.dup_ties = _tie_duplicates(conn)
         _refresh_people(ws)
         c.audit("people", faces=rep.faces, assigned=rep.assigned_now, joined_existing=rep.joined_existing,
-                new_people=rep.new_people, dup_ties=rep.dup_ties, threshold=threshold, existing_people=len(before))
+                new_people=rep.new_people, dup_ties=rep.dup_ties, merge_candidates=len(rep.merge_candidates),
+                threshold=threshold, existing_people=len(before))
     sizes = np.array([r[0] for r in c.q("SELECT n_faces FROM people WHERE n_faces > 0")], np.int64)
     rep.people = len(sizes)
     rep.singletons = int((sizes == 1).sum())
@@ -193,12 +208,15 @@ def _refresh_people(ws: Workspace) -> None:
 
 
 def people_listing(ws: Workspace) -> dict:
-    """Every face with its person id and the original source path (for `faceset people --json`)."""
+    """Every face with its person id and where it came from: ``source`` (the ingested folder,
+    archive or manifest) + ``path`` inside it (for `faceset people --json`)."""
     faces = [dict(r) for r in ws.catalog.q(
         """SELECT f.id AS face_id, f.person_id, f.image_id, f.idx, f.is_main, f.status,
-                  (SELECT s.uri FROM sources s JOIN images i ON i.source_id=s.id WHERE i.id=f.image_id) AS source,
-                  (SELECT path FROM files WHERE image_id=f.image_id ORDER BY id LIMIT 1) AS path
-           FROM faces f ORDER BY f.person_id, f.id""")]
+                  s.uri AS source, fl.path
+           FROM faces f
+           LEFT JOIN files fl ON fl.id=(SELECT MIN(id) FROM files WHERE image_id=f.image_id)
+           LEFT JOIN sources s ON s.id=fl.source_id
+           ORDER BY f.person_id, f.id""")]
     people = [dict(r) for r in ws.catalog.q(
         """SELECT p.id AS person_id, p.n_faces AS faces, COUNT(DISTINCT f.image_id) AS images, p.split, p.name
            FROM people p LEFT JOIN faces f ON f.person_id=p.id WHERE p.n_faces > 0 GROUP BY p.id ORDER BY p.id""")]
