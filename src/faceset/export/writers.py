@@ -15,7 +15,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from .select import Item
+from .select import ALL_CLASS, Item
 
 FORMATS = ("imagefolder", "zip", "webdataset", "parquet")
 
@@ -27,7 +27,8 @@ def safe(name: str) -> str:
 
 
 class Writer:
-    def __init__(self, root: Path, classes: list[str], label_names: list[str], *, shard_size: int, sample: int, seed: int):
+    def __init__(self, root: Path, classes: list[str], label_names: list[str], *, shard_size: int, sample: int,
+                 seed: int):
         self.root = root
         self.classes = classes
         self.label_names = label_names
@@ -134,7 +135,7 @@ class WebDatasetWriter(Writer):
         self._put(tar, f"{item.uid}.{ext}", data)
         meta = item.manifest_row(f"{name}:{item.uid}.{ext}")
         self._put(tar, f"{item.uid}.json", json.dumps(meta, sort_keys=True).encode())
-        if item.cls in self._cls_index and self.classes != ["all"]:
+        if self.classes != [ALL_CLASS]:  # no --label: no class index to write
             self._put(tar, f"{item.uid}.cls", str(self._cls_index[item.cls]).encode())
         self._tars[item.split] = (tar, n + 1, name)
         return f"{name}:{item.uid}.{ext}"
