@@ -5,11 +5,15 @@ frame-filling faces; MMOD CNN finds those but costs seconds at full size. So:
 
 1. HOG (upsampled once) on a working copy (long side <= ``WORK_SIDE``) -- finds most faces fast.
    Strong HOG hits are accepted; weak ones must be confirmed by MMOD on a small crop.
-2. Only if nothing was accepted: a padded, downscaled copy through MMOD + HOG (faces that fill
-   or touch the frame, turned heads), then HOG on copies rotated by +-``ROT_ANGLE`` (tilted heads).
-   Rescue hits are verified the same way (MMOD on the crop, or both detectors agreeing).
+2. Only if nothing was accepted (most images stop at 1): cheap rescues first -- HOG on a padded,
+   downscaled copy (faces that fill or touch the frame) and on copies rotated by +-``ROT_ANGLE``
+   (tilted heads) -- then MMOD on the small padded copy (frame-filling and turned faces).
+   Rescue hits need MMOD's agreement (on a small crop, or MMOD's own confident detection).
 3. Landmarks (5-point) are fitted on the full-resolution image; a face whose landmarks are not
-   face-like (eye line, nose position) is dropped: that removes most pet/texture false hits.
+   face-like (eye distance, nose off the eye line) is dropped.
+
+Large photos: the working copy is at most ``WORK_SIDE`` px, so faces under ~40 px *after*
+that downscale are not looked for (no tiling yet; see docs/scan.md).
 
 All boxes and landmarks come back in the coordinates of the image passed in.
 """
@@ -28,11 +32,14 @@ WORK_SIDE = 800          # long side of the main HOG pass
 HOG_UPSAMPLE = 1         # finds faces down to ~40 px in the working copy
 HOG_CANDIDATE = -0.4     # HOG hits above this are candidates (dlib's own cut is 0)
 HOG_ACCEPT = 0.35        # ... and above this are accepted without a second opinion
-RESCUE_SIDE = 320        # long side of the padded copy for the rescue pass
+RESCUE_SIDE = 288        # long side of the padded copy for the rescue pass
 RESCUE_PAD = 0.2         # border added on each side (fraction of the long side)
 MMOD_ACCEPT = 0.6        # MMOD confidence accepted on its own in the rescue pass
 MMOD_VERIFY = 0.0        # MMOD confidence that confirms a weak HOG hit on its crop
+MMOD_AGREE = 0.0         # ... or this, where a HOG hit >= HOG_AGREE overlaps it (two detectors agree)
+HOG_AGREE = -0.2
 ROT_ANGLE = 25.0
+ROT_SIDE = 640           # long side of the rotated copies (HOG without upsampling: faces >= ~80 px)
 VERIFY_FACE_PX = 80      # crop scale for MMOD verification (face ~ this many px: MMOD's smallest)
 VERIFY_MARGIN = 0.35     # context around the box in the verification crop
 MAX_VERIFY = 4           # weak candidates verified per pass (best scores first): bounds the cost
@@ -130,10 +137,11 @@ def mmod_confirms(rgb: np.ndarray, box: np.ndarray) -> float:
     m = VERIFY_MARGIN * s
     L, T, R, B = int(l - m), int(t - m), int(r + m), int(b + m)
     h, w = rgb.shape[:2]
-    crop = np.zeros((B - T, R - L, 3), np.uint8)
     cl, ct, cr, cb = max(L, 0), max(T, 0), min(R, w), min(B, h)
     if cr <= cl or cb <= ct:
         return -9.0
+    crop = np.empty((B - T, R - L, 3), np.uint8)
+    crop[:] = rgb[ct:cb, cl:cr].reshape(-1, 3).mean(0).astype(np.uint8)  # like pad(): no black edges
     crop[ct - T:cb - T, cl - L:cr - L] = rgb[ct:cb, cl:cr]
     k = VERIFY_FACE_PX / s
     small = resize(crop, k)
@@ -192,7 +200,7 @@ def find_faces(rgb: np.ndarray, trace: dict | None = None) -> list[Det]:
         found.append(d)
     accepted = _verify(rgb, found, trace)
     if not accepted:
-        accepted = _verify(rgb, _rescue(rgb, trace), trace, rescue=True)
+        accepted = _rescue(rgb, found, trace)
     accepted = nms(accepted)
     for d in accepted:
         if d.landmarks is None:
@@ -205,8 +213,7 @@ def _verify(rgb: np.ndarray, dets: list[Det], trace, rescue: bool = False) -> li
     weak = 0
     for d in nms(dets):
         if d.detector.startswith("mmod"):
-            ok = d.score >= MMOD_ACCEPT
-            d.verified = "mmod" if ok else ""
+            d.verified = "mmod" if d.score >= MMOD_ACCEPT else "mmod+hog" if d.extra.get("agree") else ""
         elif d.score >= HOG_ACCEPT and not rescue:
             d.verified = "hog"
         else:
@@ -228,36 +235,47 @@ def _verify(rgb: np.ndarray, dets: list[Det], trace, rescue: bool = False) -> li
     return out
 
 
-def _rescue(rgb: np.ndarray, trace) -> list[Det]:
-    """Second chance for images where the fast pass accepted nothing."""
+def _rescue(rgb: np.ndarray, main: list[Det], trace) -> list[Det]:
+    """Second chance for images where the fast pass accepted nothing; cheap passes first, MMOD last."""
     h, w = rgb.shape[:2]
     p = int(RESCUE_PAD * max(h, w))
     k = RESCUE_SIDE / (max(h, w) + 2 * p)
     small = resize(pad(rgb, p), k)
     dets: list[Det] = []
-    for l, t, r, b, c in mmod_raw(small):
-        dets.append(Det(np.array([l, t, r, b], np.float64) / k - p, c, "mmod"))
     for l, t, r, b, sc, i in hog_raw(small, 0):
-        box = np.array([l, t, r, b], np.float64) / k - p
-        dets.append(Det(box, sc, "hog-pad", extra={"sub": i}))
-    # tilted heads: rotated copies of the working image
-    s = min(1.0, WORK_SIDE / max(h, w))
+        dets.append(Det(np.array([l, t, r, b], np.float64) / k - p, sc, "hog-pad", extra={"sub": i}))
+    dets += _rotated(rgb)
+    accepted = _verify(rgb, dets, trace, rescue=True)
+    if not accepted:  # frame-filling or turned faces: MMOD on the small padded copy
+        mm = [Det(np.array([l, t, r, b], np.float64) / k - p, c, "mmod") for l, t, r, b, c in mmod_raw(small)]
+        for d in mm:  # a weak MMOD hit where HOG also saw a face: both detectors agree
+            if d.score >= MMOD_AGREE and any(h.score >= HOG_AGREE and iou(d.box, h.box) >= 0.3 for h in dets + main):
+                d.extra["agree"] = True
+        accepted = _verify(rgb, mm, trace, rescue=True)
+        dets += mm
+    if trace is not None:
+        trace.setdefault("rescue", []).extend(dets)
+    return accepted
+
+
+def _rotated(rgb: np.ndarray) -> list[Det]:
+    """Tilted heads: HOG on copies rotated by +-ROT_ANGLE (long side ROT_SIDE, no upsampling)."""
+    h, w = rgb.shape[:2]
+    s = ROT_SIDE / max(h, w)
     work = resize(rgb, s)
+    dets = []
     for ang in (ROT_ANGLE, -ROT_ANGLE):
         rimg, M = rotate(work, ang)
-        for l, t, r, b, sc, i in hog_raw(rimg, HOG_UPSAMPLE):
-            if sc < HOG_CANDIDATE:
-                continue
+        for l, t, r, b, sc, i in hog_raw(rimg, 0):
             rb = np.array([l, t, r, b], np.float64)
             lm_r = fit_landmarks(rimg, rb)
+            if not landmarks_plausible(lm_r, rb):
+                continue
             lm = (lm_r @ M[:, :2].T + M[:, 2]) / s
             cx, cy = (np.array([(l + r) / 2, (t + b) / 2]) @ M[:, :2].T + M[:, 2]) / s
             half = (r - l) / 2 / s
             box = np.array([cx - half, cy - half, cx + half, cy + half])
             d = Det(box, sc, f"hog-rot{ang:+.0f}", angle=ang, landmarks=lm, extra={"sub": i})
-            if landmarks_plausible(lm_r, rb):
-                d.extra["verify"] = lambda rimg=rimg, rb=rb: mmod_confirms(rimg, rb)
-                dets.append(d)
-    if trace is not None:
-        trace.setdefault("rescue", []).extend(dets)
+            d.extra["verify"] = lambda rimg=rimg, rb=rb: mmod_confirms(rimg, rb)  # checked upright
+            dets.append(d)
     return dets

@@ -1,0 +1,298 @@
+"""Scan throughput, per-stage time, peak memory and detection quality vs face_recognition, in one run.
+
+Side by side on the same image files and the same number of worker processes:
+- ``faceset``: ``faceset.scan.scan`` (library, local engine) on a fresh workspace (ingest is not timed);
+- ``face_recognition`` 1.3.0 (the widely used peer: dlib HOG upsample 1 on the full image +
+  ``face_encodings``), one ``load_image_file`` + ``face_locations`` + ``face_encodings`` per image in a
+  process pool -- what its own CLI and most tutorials do. Install it with ``make bench-env``.
+
+Images (all from ../shared/data, nothing copied into the repo):
+- ``identities`` (portraits, every one has a face), ``groups`` (IoU >= 0.5 against labelled boxes),
+  ``nonface`` (has_face yes/no), a seeded ``utkface`` sample (frame-filling aligned chips),
+- ``hard``: variants made in a temp folder from the first portraits: tilted +-30 deg, face ~48 px
+  in an 800x600 frame, and a close-up tighter than the face box.
+
+Each side runs in its own subprocess; the parent samples the RSS of it and its workers every 50 ms.
+
+    python bench/scan.py                      # writes bench/results/scan.{json,md}
+    python bench/scan.py --utk 100 --hard 10  # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FACESET_DATA", ROOT.parent / "shared" / "data"))
+OUT = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def _labels(sub: str) -> list[dict]:
+    with open(DATA / sub / "labels.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# -- the image set -------------------------------------------------------------------------------
+def build_set(tmp: Path, utk: int, hard: int) -> list[dict]:
+    items = [{"subset": "identities", "path": str(DATA / "identities" / r["file"])} for r in _labels("identities")]
+    items += [{"subset": "groups", "path": str(DATA / "groups" / r["file"]), "boxes": r["boxes"], "n": r["n_faces"]}
+              for r in _labels("groups")]
+    items += [{"subset": "nonface", "path": str(DATA / "nonface" / r["file"]), "has_face": r["has_face"],
+               "kind": r["kind"]} for r in _labels("nonface")]
+    u = _labels("utkface")
+    random.Random(0).shuffle(u)
+    items += [{"subset": "utkface", "path": str(DATA / "utkface" / r["file"])} for r in u[:utk]]
+    items += make_hard(tmp / "hard", hard)
+    return items
+
+
+def make_hard(out: Path, n: int) -> list[dict]:
+    """Tilted, small and close-up variants of real portraits (boxes from faceset's detection of the original)."""
+    import numpy as np
+    from PIL import Image
+
+    from faceset.scan import analyze
+
+    out.mkdir(parents=True, exist_ok=True)
+    items = []
+    rows = [r for r in _labels("identities") if "chip" not in r["note"] and "partial" not in r["note"]]
+    for r in rows:
+        if len(items) >= 4 * n:
+            break
+        with Image.open(DATA / "identities" / r["file"]) as im:
+            im = im.convert("RGB")
+        if max(im.size) < 300:
+            continue
+        faces = analyze(np.asarray(im), embed=False, crops=False)
+        if not faces:
+            continue
+        x, y, w, h = faces[0].box
+        stem = Path(r["file"]).stem + "-" + str(len(items))
+        for ang in (30, -30):
+            p = out / f"{stem}-rot{ang}.jpg"
+            im.rotate(ang, resample=Image.BILINEAR, expand=True, fillcolor=(128, 128, 128)).save(p, quality=92)
+            items.append({"subset": "hard", "variant": "tilted 30", "path": str(p)})
+        k = 48 / w
+        small = im.resize((max(1, round(im.width * k)), max(1, round(im.height * k))), Image.LANCZOS)
+        canvas = Image.new("RGB", (800, 600), (100, 110, 100))
+        canvas.paste(small, (min(500, 800 - small.width), 80))
+        p = out / f"{stem}-small.jpg"
+        canvas.save(p, quality=92)
+        items.append({"subset": "hard", "variant": "small 48px", "path": str(p)})
+        m = 0.1
+        p = out / f"{stem}-close.jpg"
+        im.crop((int(x + m * w), int(y + m * h), int(x + w - m * w), int(y + h - m * h))).save(p, quality=92)
+        items.append({"subset": "hard", "variant": "close-up", "path": str(p)})
+    return items
+
+
+# -- the two sides (each in its own process) -----------------------------------------------------
+def run_faceset(items: list[dict], workers: int, tmp: Path) -> dict:
+    from faceset import init_workspace
+    from faceset.ingest import ingest
+    from faceset.scan import scan
+
+    man = tmp / "manifest.csv"
+    with open(man, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path"])
+        w.writerows([[it["path"]] for it in items])
+    ws = init_workspace(tmp / "ws")
+    t = time.perf_counter()
+    ingest(ws, [man], license="bench", consent="research_exemption", progress=False)
+    t_ingest = time.perf_counter() - t
+    n_images = ws.catalog.scalar("SELECT COUNT(*) FROM images")
+    t = time.perf_counter()
+    rep = scan(ws, workers=workers, progress=False)
+    dt = time.perf_counter() - t
+    img_of = {r["path"]: r["image_id"] for r in ws.catalog.q("SELECT path, image_id FROM files")}
+    boxes: dict[int, list] = {}
+    for r in ws.catalog.q("SELECT image_id, x, y, w, h FROM faces ORDER BY image_id, idx"):
+        boxes.setdefault(r["image_id"], []).append([r["x"], r["y"], r["w"], r["h"]])
+    return {"seconds": dt, "ingest_seconds": t_ingest, "images": n_images, "report": rep.to_dict(),
+            "boxes": {it["path"]: boxes.get(img_of.get(it["path"]), []) for it in items}}
+
+
+def _peer_one(path: str):
+    import face_recognition
+
+    img = face_recognition.load_image_file(path)
+    locs = face_recognition.face_locations(img)  # HOG, upsample 1 (its default)
+    face_recognition.face_encodings(img, locs)
+    return path, [[l, t, r - l, b - t] for t, r, b, l in locs]
+
+
+def _shim_pkg_resources() -> None:
+    """face_recognition_models imports pkg_resources (gone from new setuptools): provide the one call it uses."""
+    if "pkg_resources" in sys.modules:
+        return
+    try:
+        import pkg_resources  # noqa: F401
+        return
+    except ImportError:
+        pass
+    import importlib.util
+
+    def resource_filename(package, rel):
+        return str(Path(importlib.util.find_spec(package).origin).parent / rel)
+
+    sys.modules["pkg_resources"] = types.SimpleNamespace(resource_filename=resource_filename)
+
+
+def run_peer(items: list[dict], workers: int, tmp: Path) -> dict:
+    _shim_pkg_resources()
+    import face_recognition  # noqa: F401  (fail here, not in a worker)
+
+    t = time.perf_counter()
+    with ProcessPoolExecutor(workers) as ex:
+        res = dict(ex.map(_peer_one, [it["path"] for it in items], chunksize=4))
+    return {"seconds": time.perf_counter() - t, "images": len(items), "boxes": res}
+
+
+def child(side: str, manifest: Path, workers: int, out: Path) -> None:
+    items = json.loads(manifest.read_text())
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-scan-{side}-"))
+    r = run_faceset(items, workers, tmp) if side == "faceset" else run_peer(items, workers, tmp)
+    out.write_text(json.dumps(r))
+
+
+def run_side(side: str, manifest: Path, workers: int, tmp: Path) -> dict:
+    import psutil
+
+    out = tmp / f"{side}.json"
+    p = subprocess.Popen([sys.executable, __file__, "--child", side, "--manifest", str(manifest),
+                          "--workers", str(workers), "--out", str(out)])
+    proc, peak = psutil.Process(p.pid), 0
+    while p.poll() is None:
+        try:
+            rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    if p.returncode:
+        raise SystemExit(f"{side} failed ({p.returncode})")
+    r = json.loads(out.read_text())
+    r["peak_rss_mb"] = round(peak / 2**20, 1)
+    return r
+
+
+# -- scoring ---------------------------------------------------------------------------------------
+def _iou(a, b) -> float:
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
+    ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter) if inter > 0 else 0.0
+
+
+def score(items: list[dict], boxes: dict) -> dict:
+    s: dict = {}
+
+    def frac(k, num, den):
+        s[k] = {"found": num, "of": den, "rate": round(num / den, 4) if den else None}
+
+    for sub in ("identities", "utkface"):
+        its = [it for it in items if it["subset"] == sub]
+        frac(f"{sub} with a face", sum(bool(boxes[it["path"]]) for it in its), len(its))
+    for v in ("tilted 30", "small 48px", "close-up"):
+        its = [it for it in items if it.get("variant") == v]
+        frac(f"hard: {v}", sum(bool(boxes[it["path"]]) for it in its), len(its))
+    neg = [it for it in items if it.get("has_face") == "no"]
+    pos = [it for it in items if it.get("has_face") == "yes"]
+    frac("nonface rejected (has_face=no)", sum(not boxes[it["path"]] for it in neg), len(neg))
+    frac("nonface kept (has_face=yes)", sum(bool(boxes[it["path"]]) for it in pos), len(pos))
+    fa: dict[str, int] = {}
+    for it in neg:
+        if boxes[it["path"]]:
+            fa[it["kind"]] = fa.get(it["kind"], 0) + 1
+    s["false accepts by kind"] = fa
+    tp = n = 0
+    over = 0
+    for it in (it for it in items if it["subset"] == "groups"):
+        dets = boxes[it["path"]]
+        over += max(0, len(dets) - int(it["n"]))
+        if it["boxes"]:
+            gt = [list(map(float, b.split(","))) for b in it["boxes"].split(";")]
+            tp += sum(any(_iou(g, d) >= 0.5 for d in dets) for g in gt)
+            n += len(gt)
+    frac("groups boxes found (IoU>=0.5)", tp, n)
+    s["groups extra faces (over n_faces)"] = over
+    return s
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--utk", type=int, default=300)
+    ap.add_argument("--hard", type=int, default=30, help="portraits to make hard variants from (4 each)")
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--child")
+    ap.add_argument("--manifest", type=Path)
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args()
+    if a.child:
+        return child(a.child, a.manifest, a.workers, a.out)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scan-"))
+    items = build_set(tmp, a.utk, a.hard)
+    man = tmp / "items.json"
+    man.write_text(json.dumps(items))
+    fs = run_side("faceset", man, a.workers, tmp)
+    peer = run_side("face_recognition", man, a.workers, tmp)
+    q_fs, q_peer = score(items, fs["boxes"]), score(items, peer["boxes"])
+    by_sub: dict = {}
+    for it in items:
+        by_sub[it["subset"]] = by_sub.get(it["subset"], 0) + 1
+    fs_ips, peer_ips = len(items) / fs["seconds"], len(items) / peer["seconds"]
+    cmd = "python bench/scan.py" + "".join(f" {x}" for x in sys.argv[1:])
+    res = {
+        "command": cmd, "machine": {"cpus": os.cpu_count(), "workers": a.workers, "python": platform.python_version()},
+        "images": len(items), "by_subset": by_sub,
+        "faceset": {"seconds": round(fs["seconds"], 2), "images_per_s": round(fs_ips, 2),
+                    "peak_rss_mb": fs["peak_rss_mb"], "stage_cpu_seconds": fs["report"]["stage_seconds"],
+                    "faces": fs["report"]["faces"], "ingest_seconds_not_timed": round(fs["ingest_seconds"], 2),
+                    "quality": q_fs},
+        "face_recognition": {"seconds": round(peer["seconds"], 2), "images_per_s": round(peer_ips, 2),
+                             "peak_rss_mb": peer["peak_rss_mb"], "quality": q_peer},
+        "speed_ratio": round(fs_ips / peer_ips, 2),
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "scan.json").write_text(json.dumps(res, indent=2) + "\n")
+    (OUT / "scan.md").write_text(to_md(res))
+    print(to_md(res))
+
+
+def to_md(r: dict) -> str:
+    fs, pe = r["faceset"], r["face_recognition"]
+    L = [f"# Scan: faceset vs face_recognition 1.3.0 (same {r['images']} images, {r['machine']['workers']} workers)", "",
+         f"`{r['command']}` — images by subset: {r['by_subset']}", "",
+         "| | faceset | face_recognition | ratio |", "|---|---:|---:|---:|",
+         f"| images/s | {fs['images_per_s']} | {pe['images_per_s']} | {r['speed_ratio']}x |",
+         f"| wall seconds | {fs['seconds']} | {pe['seconds']} | |",
+         f"| peak RSS, all processes (MB) | {fs['peak_rss_mb']} | {pe['peak_rss_mb']} | |"]
+    for k, v in fs["quality"].items():
+        p = pe["quality"][k]
+        if isinstance(v, dict) and "rate" in v:
+            L.append(f"| {k} | {v['found']}/{v['of']} ({v['rate']:.1%}) | {p['found']}/{p['of']} ({p['rate']:.1%}) | |")
+        else:
+            L.append(f"| {k} | {v} | {p} | |")
+    L += ["", "faceset worker CPU seconds by stage (summed over workers): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in fs["stage_cpu_seconds"].items()), ""]
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    main()
