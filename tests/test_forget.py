@@ -89,6 +89,9 @@ def world(curated_ws, tmp_path_factory, data_dir):
     _, emb = ws.face_embeddings()
     (ws.cache_dir / "features").mkdir(exist_ok=True)
     (ws.cache_dir / "features" / "train.npy").write_bytes(emb.tobytes())
+    from faceset.report import report
+
+    report(ws)  # <workspace>/report.html inlines face thumbnails
 
     selfie = data_dir / "identities" / sorted(r["file"] for r in labels if r["identity"] == WHO)[0]
     counts = {t: ws.catalog.scalar(f"SELECT COUNT(*) FROM {t}") for t in ("images", "faces", "files", "people")}
@@ -200,6 +203,7 @@ def test_nothing_recoverable_anywhere(world):
         hits += [f"{k} in {f.relative_to(world['tmp'])}" for k, v in pats.items() if v in raw]
     assert not hits, hits[:10]
     assert not (ws.cache_dir / "features" / "train.npy").exists()
+    assert not (ws.root / "report.html").exists() and not list(ws.sheets_dir.iterdir())
     for w, o in world["exports"].items():
         after = sorted(p.relative_to(o) for p in o.rglob("*") if p.is_file())
         assert len(after) < len(world["before_exports"][w])

@@ -358,14 +358,16 @@ def erase(ws: Workspace, matches: list[Match], *, radius: float = DEFAULT_THRESH
         doomed_keys |= old_keys
 
         n_people = 0
-        for pid in people:
-            fid, e = ws.face_embeddings("person_id=?", (pid,))
-            if len(fid) == 0:
+        for pid in people:  # centroid as curate keeps it: mean of 'ok' faces, of all if none is ok
+            n = tx.execute("SELECT COUNT(*) FROM faces WHERE person_id=?", (pid,)).fetchone()[0]
+            if n == 0:
                 tx.execute("DELETE FROM people WHERE id=?", (pid,))
                 n_people += 1
-            else:
-                tx.execute("UPDATE people SET n_faces=?, centroid=? WHERE id=?",
-                           (len(fid), e.mean(axis=0).astype(np.float32).tobytes(), pid))
+                continue
+            ok_ids, ok = ws.face_embeddings("person_id=? AND status='ok' AND embedding IS NOT NULL", (pid,))
+            all_ids, e = ws.face_embeddings("person_id=? AND embedding IS NOT NULL", (pid,))
+            cen = (ok if len(ok_ids) else e).mean(axis=0).astype(np.float32).tobytes() if len(all_ids) else None
+            tx.execute("UPDATE people SET n_faces=?, centroid=? WHERE id=?", (n, cen, pid))
         for sid in sources:  # a source that only ever held this person (e.g. one file) names them
             if not tx.execute("SELECT 1 FROM images WHERE source_id=? UNION SELECT 1 FROM files WHERE source_id=?",
                               (sid, sid)).fetchone():
@@ -439,20 +441,18 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def wipe_derived(ws: Workspace) -> int:
-    """Overwrite and unlink every file under cache/ and sheets/: rebuildable, and any may hold the face."""
+    """Overwrite and unlink every file under cache/ and sheets/, and the workspace's report.html
+    (inline face thumbnails): all rebuildable, and any may hold the face."""
     n = 0
+    report = ws.root / "report.html"
+    if report.is_file():
+        _shred(report)
+        n += 1
     for root in (ws.cache_dir, ws.sheets_dir):
         for dirpath, dirnames, filenames in os.walk(root, topdown=False):
             for f in filenames:
-                p = Path(dirpath) / f
                 try:
-                    if not p.is_symlink():
-                        size = p.stat().st_size
-                        with open(p, "r+b") as fh:
-                            fh.write(b"\0" * size)
-                            fh.flush()
-                            os.fsync(fh.fileno())
-                    p.unlink()
+                    _shred(Path(dirpath) / f)
                     n += 1
                 except OSError:
                     continue
@@ -462,6 +462,17 @@ def wipe_derived(ws: Workspace) -> int:
                 except OSError:
                     pass
     return n
+
+
+def _shred(p: Path) -> None:
+    """Overwrite with zeros, then unlink (a symlink is only unlinked: its target is not ours)."""
+    if not p.is_symlink():
+        size = p.stat().st_size
+        with open(p, "r+b") as fh:
+            fh.write(b"\0" * size)
+            fh.flush()
+            os.fsync(fh.fileno())
+    p.unlink()
 
 
 # -- the entry point --------------------------------------------------------------
