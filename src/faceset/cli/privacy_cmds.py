@@ -50,7 +50,7 @@ def forget(
         refreshed = refresh(ws)
     data = rep.to_dict()
     if refreshed:
-        data["exports_refreshed"] = [getattr(r, "to_dict", lambda r=r: r)() for r in refreshed]
+        data["exports_refreshed"] = [r.to_dict() for r in refreshed]
 
     def human():
         if dry_run or yes:
@@ -66,7 +66,9 @@ def forget(
             f"bystander faces, deleted {rep.store_objects_deleted} stored objects and {rep.cache_files_deleted} "
             f"cache/sheet files; blocklist entry {rep.blocklist_id} keeps later scans from adding them back"
         )
-        if rep.exports_stale and not refreshed:
+        if refreshed:
+            console.print(f"rebuilt {len(refreshed)} export(s) that held them")
+        elif rep.exports_stale:
             console.print(f"{rep.exports_stale} exports held them and are now stale: run `faceset export --refresh`")
         if rep.unscanned_images:
             console.print(f"{rep.unscanned_images} images are not scanned yet: the blocklist will drop them at scan")
