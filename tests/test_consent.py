@@ -88,3 +88,46 @@ def test_cli_list_and_set(ledger_ws):
     bad = r.invoke(app, ["consent", "set", "-w", w, "--source", "a", "--basis", "maybe"])
     assert bad.exit_code == 2 and "unknown basis" in bad.output
     assert ledger(ws)["sources"][0]["basis"] == "consent"  # the failed call changed nothing
+
+
+def test_exports_follow_the_effective_basis(curated_ws, tmp_path):
+    """Export leaves out exactly the faces effective_consent calls unusable, and nothing else changes."""
+    import shutil
+
+    from faceset import open_workspace
+    from faceset.export import export
+
+    shutil.copytree(curated_ws, tmp_path / "ws")
+    ws = open_workspace(tmp_path / "ws")
+
+    def exported(out):
+        rep = export(ws, tmp_path / out, what="crops", faces="all", progress=False)
+        return {r[0] for r in ws.catalog.q("SELECT face_id FROM export_items WHERE export_id=?", (rep.export_id,))}
+
+    set_consent(ws, "consent", source="identities")
+    set_consent(ws, "consent", source="groups")
+    everyone = exported("all")  # what the other filters (quality, duplicates, splits) let through
+    set_consent(ws, "unknown", source="groups")
+    by_person = {}
+    for r in ws.catalog.q("SELECT id, person_id, image_id FROM faces WHERE person_id IS NOT NULL"):
+        if r["id"] in everyone:
+            by_person.setdefault(r["person_id"], []).append(r["id"])
+    big = sorted(by_person, key=lambda p: -len(by_person[p]))
+    set_consent(ws, "unknown", person=big[0])                        # person beats its source
+    set_consent(ws, "license", person=big[1], expires="2000-01-01")  # expired
+    group_face = ws.catalog.one(
+        f"SELECT f.id, f.image_id FROM faces f JOIN images i ON i.id=f.image_id JOIN sources s ON s.id=i.source_id "
+        f"WHERE s.name='groups' AND f.id IN ({','.join('?' * len(everyone))}) "
+        f"AND (f.person_id IS NULL OR f.person_id NOT IN (?, ?)) LIMIT 1", [*everyone, big[0], big[1]])
+    set_consent(ws, "public_domain", image=group_face["image_id"])   # image beats its source
+
+    eff = effective_consent(ws)
+    unusable = {f for f, e in eff.faces.items() if not e.usable()}
+    assert {eff.faces[f].level for f in everyone & unusable} == {"person", "source"}
+    after = exported("some")
+    assert after == everyone - unusable
+    assert group_face["id"] in after and eff.faces[group_face["id"]].level == "image"
+    sheet = (tmp_path / "some" / "datasheet.md").read_text()
+    for basis in {eff.faces[f].basis for f in after}:
+        assert f"`{basis}`" in sheet
+    ws.close()
