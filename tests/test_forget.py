@@ -289,3 +289,27 @@ def test_crash_after_commit_then_rerun_finishes(curated_ws, tmp_path, data_dir, 
     assert not any(ws.store.exists(k) for k in keys)
     assert ws.catalog.scalar("SELECT COUNT(*) FROM blocklist") == 1  # the rerun did not block them twice
     ws.close()
+
+
+def test_audit_log_covers_the_pipeline_without_names_or_faces(world, data_dir):
+    from faceset.privacy.audit import entries
+
+    log = entries(world["ws"])
+    actions = {e["action"] for e in log}
+    assert {"ingest", "scan", "people", "split", "export", "forget", "blocklist_add"} <= actions, actions
+    blob = json.dumps([e["details"] for e in log])
+    for r in read_labels(data_dir / "identities") + read_labels(data_dir / "groups"):
+        assert r["file"] not in blob and Path(r["file"]).name not in blob
+        assert not r.get("identity") or r["identity"] not in blob
+    assert str(data_dir) not in blob
+
+    def longest_list(v):
+        if isinstance(v, dict):
+            return max([longest_list(x) for x in v.values()] or [0])
+        if isinstance(v, list):
+            return max([len(v), *[longest_list(x) for x in v]])
+        return 0
+
+    assert max(longest_list(e["details"]) for e in log) < 32  # nothing like a 128-number embedding
+    forgot = next(e for e in log if e["action"] == "forget")["details"]
+    assert forgot["images_erased"] == world["rep"].images_erased and forgot["faces_blurred"] >= 1
