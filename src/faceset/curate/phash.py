@@ -76,28 +76,33 @@ class MultiIndex:
         self.radius = radius
         self._masks = _flips(radius // CHUNKS)
         self._tables: list[dict[int, list[int]]] = [dict() for _ in range(CHUNKS)]
-        self._hashes: list[int] = []
+        self._hashes = np.zeros(1024, np.uint64)
         self._keys: list[int] = []
 
     def add(self, key: int, h: int) -> None:
-        pos = len(self._hashes)
-        self._hashes.append(h)
+        pos = len(self._keys)
+        if pos == len(self._hashes):
+            self._hashes = np.concatenate([self._hashes, np.zeros(pos, np.uint64)])
+        self._hashes[pos] = h
         self._keys.append(key)
         for t, c in zip(self._tables, _chunks(h)):
             t.setdefault(c, []).append(pos)
 
     def query(self, h: int) -> Iterator[tuple[int, int]]:
         """(key, distance) of every stored hash within the radius."""
-        seen: set[int] = set()
+        cand: list[int] = []
         for t, c in zip(self._tables, _chunks(h)):
+            get = t.get
             for m in self._masks:
-                for pos in t.get(c ^ m, ()):
-                    if pos in seen:
-                        continue
-                    seen.add(pos)
-                    d = hamming(h, self._hashes[pos])
-                    if d <= self.radius:
-                        yield self._keys[pos], d
+                hit = get(c ^ m)
+                if hit:
+                    cand.extend(hit)
+        if not cand:
+            return
+        pos = np.unique(np.array(cand, np.int64))
+        d = np.bitwise_count(self._hashes[pos] ^ np.uint64(h))
+        for p, dist in zip(pos[d <= self.radius].tolist(), d[d <= self.radius].tolist()):
+            yield self._keys[p], dist
 
 
 def near_pairs(items: Iterable[tuple[int, int, int]], radius: int) -> Iterator[tuple[int, int, int, bool]]:
