@@ -313,3 +313,34 @@ def test_audit_log_covers_the_pipeline_without_names_or_faces(world, data_dir):
     assert max(longest_list(e["details"]) for e in log) < 32  # nothing like a 128-number embedding
     forgot = next(e for e in log if e["action"] == "forget")["details"]
     assert forgot["images_erased"] == world["rep"].images_erased and forgot["faces_blurred"] >= 1
+
+
+def test_blur_boxes_for_faces_without_a_row(curated_ws, tmp_path, data_dir):
+    """The hook for faces scan's blocklist dropped from a group photo: pixelated in the stored copy."""
+    from faceset.privacy.blocklist import distances, unit
+    from faceset.privacy.forget import blur_boxes
+    from faceset.scan import analyze
+
+    ws = _copy_ws(curated_ws, tmp_path / "ws")
+    img = ws.catalog.scalar("SELECT image_id FROM faces GROUP BY image_id HAVING COUNT(*) >= 3 ORDER BY image_id")
+    faces = ws.catalog.q("SELECT * FROM faces WHERE image_id=? ORDER BY idx", (img,))
+    gone = max(faces, key=lambda f: f["w"] * f["h"])
+    old_key = ws.catalog.scalar("SELECT store_key FROM images WHERE id=?", (img,))
+    with ws.catalog.tx() as c:  # as if scan had dropped it
+        c.execute("DELETE FROM faces WHERE id=?", (gone["id"],))
+    blur_boxes(ws, img, [(gone["x"], gone["y"], gone["w"], gone["h"])])
+    assert not ws.store.exists(old_key)
+    assert not any(ws.store.exists(f[k]) for f in faces if f["id"] != gone["id"] for k in ("chip_key", "crop_key"))
+    assert all(ws.store.exists(f[k]) for f in ws.catalog.q("SELECT * FROM faces WHERE image_id=?", (img,))
+               for k in ("chip_key", "crop_key"))
+    found = analyze(ws.image_rgb(img), crops=False)
+    assert len(found) >= len(faces) - 2  # the others are still there
+    gx, gy, gw, gh = gone["x"], gone["y"], gone["w"], gone["h"]
+    for f in found:  # nothing detected where the face was, and nothing that is that person
+        x, y, w, h = f.box
+        inter = max(0, min(x + w, gx + gw) - max(x, gx)) * max(0, min(y + h, gy + gh) - max(y, gy))
+        assert inter / (w * h + gw * gh - inter) < 0.3
+    target = unit(np.frombuffer(gone["embedding"], np.float32))
+    assert distances(unit(np.stack([f.embedding for f in found])), target).min() > 0.3
+    assert ws.catalog.scalar("SELECT COUNT(*) FROM audit WHERE action='blur'") == 1
+    ws.close()

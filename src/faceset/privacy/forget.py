@@ -394,6 +394,32 @@ def erase(ws: Workspace, matches: list[Match], *, radius: float = DEFAULT_THRESH
     return rep
 
 
+def blur_boxes(ws: Workspace, image_id: int, boxes: list[tuple[float, float, float, float]]) -> None:
+    """Pixelate ``boxes`` (x, y, w, h) in one image's stored copy, for good.
+
+    For faces that must not be seen but have no face row, e.g. the ones scan's blocklist hook
+    dropped from a group photo. The stored copy, its pixel_sha and the other faces' chips/crops
+    are replaced, the old objects shredded, and exports holding the image marked stale.
+    """
+    c = ws.catalog
+    keep = [f for f in c.q("SELECT id, x, y, w, h, landmarks, chip_key, crop_key FROM faces WHERE image_id=?",
+                           (image_id,)) if f["landmarks"]]
+    old = {c.scalar("SELECT store_key FROM images WHERE id=?", (image_id,))}
+    old |= {k for f in keep for k in (f["chip_key"], f["crop_key"]) if k}
+    key, sha, nbytes, recut = _blurred_copy(ws, image_id, boxes, keep)
+    with c.tx() as tx:
+        tx.execute("UPDATE images SET store_key=?, pixel_sha=?, bytes=? WHERE id=?", (key, sha, nbytes, image_id))
+        for fid, (chip_key, crop_key) in recut.items():
+            tx.execute("UPDATE faces SET chip_key=?, crop_key=? WHERE id=?", (chip_key, crop_key, fid))
+        n = tx.execute("UPDATE exports SET stale=1, stale_reason='blur' WHERE id IN "
+                       "(SELECT export_id FROM export_items WHERE image_id=?)", (image_id,)).rowcount
+        c.audit("blur", faces=len(boxes), exports_stale=n)
+    live = referenced_keys(ws)
+    for k in old - live:
+        ws.store.delete(k)
+    c.vacuum()
+
+
 def purge_blocked(ws: Workspace) -> int:
     """Erase images that scan left with no face because every face in them was blocked.
 
