@@ -350,3 +350,12 @@ def test_limits_are_configurable(ws, tmp_path):
     (d / "noise.bmp").write_bytes(b"BM" + bytes(20_000))
     rep = ingest(ws, [d], license="own", consent="consent", progress=False, workers=1, max_file_bytes=10_000)
     assert rep.rejected == {"too_large_file": 1} and rep.skipped == 3
+
+
+def test_same_path_twice_in_one_manifest_counts_once(ws, data_dir, tmp_path):
+    f = data_dir / "utkface" / read_labels(data_dir / "utkface")[0]["file"]
+    m = tmp_path / "m.jsonl"
+    m.write_text("".join(json.dumps({"path": str(p)}) + "\n" for p in (f, f, tmp_path / "x.jpg", tmp_path / "x.jpg")))
+    rep = ingest(ws, [m], license="x", consent="research_exemption", progress=False)
+    assert (rep.added, rep.duplicates, rep.n_rejected, rep.skipped) == (1, 0, 1, 2)
+    assert [r[0] for r in ws.catalog.q("SELECT outcome FROM files ORDER BY id")] == ["added", "rejected"]

@@ -413,6 +413,10 @@ def _commit(ws: Workspace, plan: _Plan, src_id: int, spec: LabelSpec, batch: lis
             if kind == "ignored":
                 rep.ignored += 1
                 continue
+            if kind != "skip":  # the same path twice in one run (manifest rows, archive members): as a rerun would
+                prev = c.execute("SELECT sha256 FROM files WHERE source_id=? AND path=?", (src_id, it.path)).fetchone()
+                if prev is not None and (prev[0] == res[1] or res[1] is None):
+                    kind = "skip"
             if kind == "skip":
                 rep.skipped += 1
                 counts["skipped"] += 1
