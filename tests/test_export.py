@@ -201,6 +201,7 @@ def test_build_end_to_end(built):
     assert list(rep.steps) == ["ingest", "scan", "duplicates", "people", "splits", "export", "report"]
     assert Path(rep.dataset, "datasheet.md").exists() and Path(rep.report).exists()
     assert not Path(rep.report).is_relative_to(Path(rep.dataset)), "the owner's report must stay out of the export"
+    assert Path(rep.report) == Path(rep.workspace) / "report.html", "in the workspace, where forget shreds it"
     exp = rep.steps["export"]
     # Every exported record is a labelled face whose class is the truth for its original file.
     origins = _item_origins(ws, exp["export_id"])
@@ -643,6 +644,6 @@ def test_build_with_nothing_exportable_fails_clearly_but_reports(data_dir, tmp_p
     r = CliRunner().invoke(app, ["build", str(src), "-o", str(out), "--license", "CC0-1.0", "--consent",
                                  "public_domain", "--json"])
     assert r.exit_code == 2 and "nothing to export" in r.output and "no_face 2" in r.output
-    assert (out / "report.html").exists() and not (out / "dataset").exists()
+    assert (out / "workspace" / "report.html").exists() and not (out / "dataset").exists()
     r = CliRunner().invoke(app, ["build", str(src), "-o", str(tmp_path / "o2"), "--consent", "public_domain"])
     assert r.exit_code == 2 and "licence" in r.output.lower() and not (tmp_path / "o2").exists()

@@ -66,7 +66,11 @@ def build(
     progress: bool = True,
     on_step: Callable[[str, dict], None] | None = None,
 ) -> BuildReport:
-    """Run the whole pipeline into ``out`` (``workspace/``, ``dataset/``, ``report.html``); rerun to resume."""
+    """Run the whole pipeline into ``out`` (``workspace/``, ``dataset/``); rerun to resume.
+
+    The report goes to ``<workspace>/report.html``: it holds thumbnails of people, so it lives
+    where ``forget`` shreds it and never next to the dataset that gets shared.
+    """
     from .curate import assign_splits, cluster_people, find_duplicates
     from .export import ExportError, export
     from .ingest import check_request, ingest
@@ -81,7 +85,7 @@ def build(
     ws = open_workspace(ws_path, create=True)
     dataset = out / "dataset"
     rep = BuildReport(out=str(out), workspace=str(ws_path), dataset=str(dataset),
-                      datasheet=str(dataset / "datasheet.md"), report=str(out / "report.html"), label=label)
+                      datasheet=str(dataset / "datasheet.md"), report=str(ws.root.resolve() / "report.html"), label=label)
 
     def step(name: str, fn: Callable[[], object]) -> None:
         t = time.perf_counter()
@@ -102,9 +106,9 @@ def build(
             step("export", lambda: export(ws, dataset, format=format, what=what, label=rep.label,
                                           blur_bystanders=blur_bystanders, progress=progress))
         except ExportError:
-            report(ws, out / "report.html")  # nothing exportable: the report shows why (rejects, quality)
+            report(ws)  # nothing exportable: the report shows why (rejects, quality)
             raise
-        step("report", lambda: report(ws, out / "report.html"))
+        step("report", lambda: report(ws))
     finally:
         ws.close()
     return rep
