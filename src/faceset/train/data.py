@@ -271,7 +271,7 @@ def prepare_crops(ds: "Dataset", *, workers: int = 2, progress: bool = True) -> 
     found = 0
     with bar("detect + align", len(jobs), progress) as b:
         if workers > 1 and len(jobs) > 50:
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
                 for ok in ex.map(_crop_job, jobs, chunksize=16):
                     found += ok
                     b.advance()

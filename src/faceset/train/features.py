@@ -9,6 +9,7 @@ records "no face found" so reruns skip the detector. :func:`forget` deletes entr
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,10 @@ class Runner:
         import onnxruntime as ort
 
         buf = io.BytesIO()
-        torch.onnx.export(self.net, (torch.zeros(1, 3, 224, 224),), buf, input_names=["x"], output_names=["f"],
-                          dynamic_axes={"x": {0: "n"}, "f": {0: "n"}}, opset_version=17, dynamo=False)
+        with warnings.catch_warnings():  # tracer warnings about shape arithmetic: shapes are fixed (224 px)
+            warnings.simplefilter("ignore")
+            torch.onnx.export(self.net, (torch.zeros(1, 3, 224, 224),), buf, input_names=["x"], output_names=["f"],
+                              dynamic_axes={"x": {0: "n"}, "f": {0: "n"}}, opset_version=17, dynamo=False)
         so = ort.SessionOptions()
         so.intra_op_num_threads = torch.get_num_threads()
         self.sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])

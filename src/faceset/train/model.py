@@ -8,6 +8,7 @@ datasheet/manifest hash, metrics), ``head.pt`` (+ ``backbone.pt`` after fine-tun
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +117,8 @@ def export_onnx(model: Model, out: Path | None = None) -> Path:
     out = out or model.path / "model.onnx"
     clf = model.classifier()
     x = torch.zeros(2, 3, 224, 224)
-    torch.onnx.export(clf, (x,), str(out), input_names=["crops"], output_names=["probs"],
-                      dynamic_axes={"crops": {0: "n"}, "probs": {0: "n"}}, opset_version=17, dynamo=False)
+    with warnings.catch_warnings():  # tracer warnings about shape arithmetic: the input is always 224 px
+        warnings.simplefilter("ignore")
+        torch.onnx.export(clf, (x,), str(out), input_names=["crops"], output_names=["probs"],
+                          dynamic_axes={"crops": {0: "n"}, "probs": {0: "n"}}, opset_version=17, dynamo=False)
     return out
