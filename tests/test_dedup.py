@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from faceset import open_workspace
 from faceset.curate import find_duplicates
-from tests.conftest import read_labels
+from conftest import read_labels
 
 
 def _image_of(ws, path):
@@ -110,4 +110,38 @@ def test_unreadable_stored_copy_is_reported_and_the_rest_goes_on(tmp_path, data_
     assert len(rep.hash_errors) == 1 and f"image {victim}" in rep.hash_errors[0]
     assert rep.hashed == ws.catalog.scalar("SELECT COUNT(*) FROM images") - 1
     assert rep.groups >= 1  # the resolution variants still group (hash alone, no faces scanned)
+    ws.close()
+
+
+def test_interrupted_run_leaves_catalog_consistent_and_rerun_matches(curated_ws, tmp_path, monkeypatch):
+    import shutil
+
+    from faceset.curate import dedup
+
+    shutil.copytree(curated_ws, tmp_path / "ws")
+    ws = open_workspace(tmp_path / "ws")
+    want = _group_of(ws)
+    with ws.catalog.tx() as c:
+        c.execute("UPDATE images SET phash=NULL, phash_flip=NULL, dup_of=NULL")
+    monkeypatch.setattr(dedup, "BATCH", 20)
+    real, calls = dedup.phash, [0]
+
+    def dying(rgb):
+        calls[0] += 1
+        if calls[0] == 70:
+            raise KeyboardInterrupt
+        return real(rgb)
+
+    monkeypatch.setattr(dedup, "phash", dying)
+    try:
+        find_duplicates(ws, progress=False)
+    except KeyboardInterrupt:
+        pass
+    # finished batches are kept, nothing half-grouped
+    assert ws.catalog.scalar("SELECT COUNT(*) FROM images WHERE phash IS NOT NULL") == 60
+    assert ws.catalog.scalar("SELECT COUNT(*) FROM images WHERE dup_of IS NOT NULL") == 0
+    monkeypatch.setattr(dedup, "phash", real)
+    rep = find_duplicates(ws, progress=False)
+    assert rep.hashed == ws.catalog.scalar("SELECT COUNT(*) FROM images") - 60
+    assert _group_of(ws) == want
     ws.close()

@@ -5,12 +5,13 @@ import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from faceset import init_workspace, open_workspace
 from faceset.cli import app
 from faceset.curate import assign_splits, cluster_people, find_duplicates
-from tests.conftest import read_labels
+from conftest import read_labels
 
 
 def _main_identity(ws):
@@ -124,4 +125,37 @@ def test_incremental_new_photos_keep_ids_and_splits(tmp_path, data_dir):
     for pid, ident in m.values():
         sides[ident].add(split_of[pid])
     assert all(len(s) == 1 for s in sides.values())
+    ws.close()
+
+
+def test_interrupted_clustering_writes_nothing_and_rerun_completes(curated_ws, tmp_path, monkeypatch):
+    from faceset.curate import people as people_mod
+
+    shutil.copytree(curated_ws, tmp_path / "ws")
+    ws = open_workspace(tmp_path / "ws")
+    want = {r[0]: r[1] for r in ws.catalog.q("SELECT id, person_id FROM faces")}
+    with ws.catalog.tx() as c:
+        c.execute("UPDATE faces SET person_id=NULL")
+        c.execute("DELETE FROM people")
+
+    def die(_ws):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(people_mod, "_refresh_people", die)
+    with pytest.raises(KeyboardInterrupt):
+        cluster_people(ws)
+    assert ws.catalog.scalar("SELECT COUNT(*) FROM faces WHERE person_id IS NOT NULL") == 0
+    assert ws.catalog.scalar("SELECT COUNT(*) FROM people") == 0
+    monkeypatch.undo()
+    rep = cluster_people(ws)
+    assert rep.assigned_now == len(want)
+    # same partition as the first run (ids may differ: the old rows are gone)
+    got = {r[0]: r[1] for r in ws.catalog.q("SELECT id, person_id FROM faces")}
+    inv = defaultdict(set)
+    for f, p in got.items():
+        inv[p].add(f)
+    old = defaultdict(set)
+    for f, p in want.items():
+        old[p].add(f)
+    assert sorted(map(sorted, inv.values())) == sorted(map(sorted, old.values()))
     ws.close()

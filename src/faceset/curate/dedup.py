@@ -30,6 +30,7 @@ PHASH_ALONE = 2  # trusted without faces to confirm (UTKFace chips of different 
 EMB_CONFIRM_CLOSE = 0.35  # hash <= PHASH_CLOSE (mirrors measured 0.11-0.23, recolours <= 0.25)
 EMB_CONFIRM_FAR = 0.25  # hash 5..PHASH_RADIUS: faces must be nearly the same shot
 EMB_DUP = 0.15  # embedding alone (crops)
+BATCH = 500  # hashes per transaction
 
 
 @dataclass
@@ -143,7 +144,7 @@ def _hash_missing(ws: Workspace, rep: DedupReport, progress: bool) -> None:
             else:
                 batch.append((to_hex(h), to_hex(hf), image_id))
                 rep.hashed += 1
-            if len(batch) >= 500:
+            if len(batch) >= BATCH:
                 flush()
             b.advance()
     if batch:
