@@ -55,3 +55,14 @@ def test_chinese_whispers_does_not_merge_cliques_over_one_weak_edge():
     w = np.r_[np.ones(len(a) + len(b)), 0.2]
     lab = chinese_whispers(10, e[:, 0], e[:, 1], w, seed=3)
     assert len(set(lab[:5])) == 1 and len(set(lab[5:])) == 1 and lab[0] != lab[9]
+
+
+def test_union_find_long_chain():
+    from faceset.curate.graph import UnionFind
+
+    uf = UnionFind()
+    for i in range(5000, 0, -1):
+        uf.union(i, i - 1)
+    uf.union(10001, 10000)
+    gs = uf.groups()
+    assert sorted(map(len, gs)) == [2, 5001] and uf.find(5000) == 0

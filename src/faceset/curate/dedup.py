@@ -97,12 +97,16 @@ def find_duplicates(ws: Workspace, *, sheet: bool = False, progress: bool = True
     groups = [g for g in uf.groups() if len(g) > 1]
     for m in how.values():
         rep.by_method[m] = rep.by_method.get(m, 0) + 1
+    methods: dict[int, set[str]] = {}
+    for (a, _), m in how.items():
+        methods.setdefault(uf.find(a), set()).add(m)
+    paths = _first_paths(ws)
     dup_of: dict[int, int] = {}
     for g in groups:
         keep = max(g, key=lambda i: (size.get(i, 0), main.get(i, (None, -1.0))[1], -i))
         members = [keep] + [i for i in g if i != keep]
-        methods = sorted({m for (a, b), m in how.items() if a in g})
-        rep.items.append(DupGroup(keep=keep, members=members, how=methods, files=[_first_path(ws, i) for i in members]))
+        rep.items.append(DupGroup(keep=keep, members=members, how=sorted(methods.get(uf.find(keep), ())),
+                                  files=[paths.get(i, "") for i in members]))
         for i in members[1:]:
             dup_of[i] = keep
     rep.items.sort(key=lambda g: g.keep)
@@ -159,8 +163,10 @@ def _main_faces(ws: Workspace) -> dict[int, tuple[np.ndarray, float]]:
     return {r["image_id"]: (np.frombuffer(r["embedding"], np.float32), float(r["quality"] or 0.0)) for r in rows}
 
 
-def _first_path(ws: Workspace, image_id: int) -> str:
-    return ws.catalog.scalar("SELECT path FROM files WHERE image_id=? ORDER BY id LIMIT 1", (image_id,)) or ""
+def _first_paths(ws: Workspace) -> dict[int, str]:
+    """image id -> the first original path recorded for it."""
+    return {r[0]: r[1] for r in ws.catalog.q(
+        "SELECT image_id, path FROM files WHERE id IN (SELECT MIN(id) FROM files WHERE image_id IS NOT NULL GROUP BY image_id)")}
 
 
 def contact_sheet(ws: Workspace, groups: list[DupGroup], *, thumb: int = 112, max_groups: int = 60):

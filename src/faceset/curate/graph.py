@@ -97,10 +97,12 @@ class UnionFind:
         self.parent: dict[int, int] = {}
 
     def find(self, a: int) -> int:
-        p = self.parent.setdefault(a, a)
-        if p != a:
-            p = self.parent[a] = self.find(p)
-        return p
+        root = self.parent.setdefault(a, a)
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while a != root:  # path compression, iterative: groups can be long chains
+            self.parent[a], a = root, self.parent[a]
+        return root
 
     def union(self, a: int, b: int) -> None:
         ra, rb = self.find(a), self.find(b)
