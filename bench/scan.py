@@ -59,6 +59,31 @@ def build_set(tmp: Path, utk: int, hard: int) -> list[dict]:
     return items
 
 
+def make_camera(out: Path, n: int) -> list[dict]:
+    """Phone-camera-sized copies (long side 4032 px, JPEG q90) of real portraits, group shots and pets."""
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    portraits = [r for r in _labels("identities") if "chip" not in r["note"] and "partial" not in r["note"]]
+    picks = [("identities", DATA / "identities" / r["file"]) for r in portraits[::3][:n]]
+    picks += [("groups", DATA / "groups" / r["file"]) for r in _labels("groups")[: max(1, n // 4)]]
+    picks += [("nonface", DATA / "nonface" / r["file"]) for r in _labels("nonface")
+              if r["has_face"] == "no"][::7][: max(1, n // 4)]
+    items = []
+    for i, (sub, src) in enumerate(picks):
+        with Image.open(src) as im:
+            im = im.convert("RGB")
+            k = 4032 / max(im.size)
+            big = im.resize((round(im.width * k), round(im.height * k)), Image.BICUBIC)
+        p = out / f"camera-{i}.jpg"
+        big.save(p, quality=90)
+        it = {"subset": f"camera {sub}", "path": str(p)}
+        if sub == "nonface":
+            it.update(has_face="no", kind="camera")
+        items.append(it)
+    return items
+
+
 def make_hard(out: Path, n: int) -> list[dict]:
     """Tilted, small and close-up variants of real portraits (boxes from faceset's detection of the original)."""
     import numpy as np
@@ -205,16 +230,21 @@ def score(items: list[dict], boxes: dict) -> dict:
     def frac(k, num, den):
         s[k] = {"found": num, "of": den, "rate": round(num / den, 4) if den else None}
 
-    for sub in ("identities", "utkface"):
+    for sub in ("identities", "utkface", "camera identities", "camera groups"):
         its = [it for it in items if it["subset"] == sub]
+        if not its:
+            continue
         frac(f"{sub} with a face", sum(bool(boxes[it["path"]]) for it in its), len(its))
     for v in ("tilted 30", "small 48px", "close-up"):
         its = [it for it in items if it.get("variant") == v]
+        if not its:
+            continue
         frac(f"hard: {v}", sum(bool(boxes[it["path"]]) for it in its), len(its))
     neg = [it for it in items if it.get("has_face") == "no"]
     pos = [it for it in items if it.get("has_face") == "yes"]
-    frac("nonface rejected (has_face=no)", sum(not boxes[it["path"]] for it in neg), len(neg))
-    frac("nonface kept (has_face=yes)", sum(bool(boxes[it["path"]]) for it in pos), len(pos))
+    frac("no-face images rejected", sum(not boxes[it["path"]] for it in neg), len(neg))
+    if pos:
+        frac("nonface kept (has_face=yes)", sum(bool(boxes[it["path"]]) for it in pos), len(pos))
     fa: dict[str, int] = {}
     for it in neg:
         if boxes[it["path"]]:
@@ -229,15 +259,37 @@ def score(items: list[dict], boxes: dict) -> dict:
             gt = [list(map(float, b.split(","))) for b in it["boxes"].split(";")]
             tp += sum(any(_iou(g, d) >= 0.5 for d in dets) for g in gt)
             n += len(gt)
-    frac("groups boxes found (IoU>=0.5)", tp, n)
-    s["groups extra faces (over n_faces)"] = over
+    if n:
+        frac("groups boxes found (IoU>=0.5)", tp, n)
+        s["groups extra faces (over n_faces)"] = over
     return s
+
+
+def compare(name: str, items: list[dict], workers: int, tmp: Path) -> dict:
+    man = tmp / f"{name}.json"
+    man.write_text(json.dumps(items))
+    fs = run_side("faceset", man, workers, tmp)
+    peer = run_side("face_recognition", man, workers, tmp)
+    by_sub: dict = {}
+    for it in items:
+        by_sub[it["subset"]] = by_sub.get(it["subset"], 0) + 1
+    fs_ips, peer_ips = len(items) / fs["seconds"], len(items) / peer["seconds"]
+    return {
+        "images": len(items), "by_subset": by_sub,
+        "faceset": {"seconds": round(fs["seconds"], 2), "images_per_s": round(fs_ips, 2),
+                    "peak_rss_mb": fs["peak_rss_mb"], "stage_cpu_seconds": fs["report"]["stage_seconds"],
+                    "faces": fs["report"]["faces"], "quality": score(items, fs["boxes"])},
+        "face_recognition": {"seconds": round(peer["seconds"], 2), "images_per_s": round(peer_ips, 2),
+                             "peak_rss_mb": peer["peak_rss_mb"], "quality": score(items, peer["boxes"])},
+        "speed_ratio": round(fs_ips / peer_ips, 2),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--utk", type=int, default=300)
     ap.add_argument("--hard", type=int, default=30, help="portraits to make hard variants from (4 each)")
+    ap.add_argument("--camera", type=int, default=16, help="portraits upscaled to 4032 px (+ n/4 groups, n/4 pets)")
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--child")
     ap.add_argument("--manifest", type=Path)
@@ -247,50 +299,36 @@ def main() -> None:
         return child(a.child, a.manifest, a.workers, a.out)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     tmp = Path(tempfile.mkdtemp(prefix="bench-scan-"))
-    items = build_set(tmp, a.utk, a.hard)
-    man = tmp / "items.json"
-    man.write_text(json.dumps(items))
-    fs = run_side("faceset", man, a.workers, tmp)
-    peer = run_side("face_recognition", man, a.workers, tmp)
-    q_fs, q_peer = score(items, fs["boxes"]), score(items, peer["boxes"])
-    by_sub: dict = {}
-    for it in items:
-        by_sub[it["subset"]] = by_sub.get(it["subset"], 0) + 1
-    fs_ips, peer_ips = len(items) / fs["seconds"], len(items) / peer["seconds"]
-    cmd = "python bench/scan.py" + "".join(f" {x}" for x in sys.argv[1:])
-    res = {
-        "command": cmd, "machine": {"cpus": os.cpu_count(), "workers": a.workers, "python": platform.python_version()},
-        "images": len(items), "by_subset": by_sub,
-        "faceset": {"seconds": round(fs["seconds"], 2), "images_per_s": round(fs_ips, 2),
-                    "peak_rss_mb": fs["peak_rss_mb"], "stage_cpu_seconds": fs["report"]["stage_seconds"],
-                    "faces": fs["report"]["faces"], "ingest_seconds_not_timed": round(fs["ingest_seconds"], 2),
-                    "quality": q_fs},
-        "face_recognition": {"seconds": round(peer["seconds"], 2), "images_per_s": round(peer_ips, 2),
-                             "peak_rss_mb": peer["peak_rss_mb"], "quality": q_peer},
-        "speed_ratio": round(fs_ips / peer_ips, 2),
-    }
+    sets = {"shared data": build_set(tmp, a.utk, a.hard)}
+    if a.camera:
+        sets["camera-size photos"] = make_camera(tmp / "camera", a.camera)
+    res = {"command": "python bench/scan.py" + "".join(f" {x}" for x in sys.argv[1:]),
+           "machine": {"cpus": os.cpu_count(), "workers": a.workers, "python": platform.python_version()},
+           "sets": {k: compare(k, v, a.workers, tmp) for k, v in sets.items()}}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "scan.json").write_text(json.dumps(res, indent=2) + "\n")
     (OUT / "scan.md").write_text(to_md(res))
     print(to_md(res))
 
 
-def to_md(r: dict) -> str:
-    fs, pe = r["faceset"], r["face_recognition"]
-    L = [f"# Scan: faceset vs face_recognition 1.3.0 (same {r['images']} images, {r['machine']['workers']} workers)", "",
-         f"`{r['command']}` — images by subset: {r['by_subset']}", "",
-         "| | faceset | face_recognition | ratio |", "|---|---:|---:|---:|",
-         f"| images/s | {fs['images_per_s']} | {pe['images_per_s']} | {r['speed_ratio']}x |",
-         f"| wall seconds | {fs['seconds']} | {pe['seconds']} | |",
-         f"| peak RSS, all processes (MB) | {fs['peak_rss_mb']} | {pe['peak_rss_mb']} | |"]
-    for k, v in fs["quality"].items():
-        p = pe["quality"][k]
-        if isinstance(v, dict) and "rate" in v:
-            L.append(f"| {k} | {v['found']}/{v['of']} ({v['rate']:.1%}) | {p['found']}/{p['of']} ({p['rate']:.1%}) | |")
-        else:
-            L.append(f"| {k} | {v} | {p} | |")
-    L += ["", "faceset worker CPU seconds by stage (summed over workers): "
-          + ", ".join(f"{k} {v:.1f}" for k, v in fs["stage_cpu_seconds"].items()), ""]
+def to_md(res: dict) -> str:
+    L = [f"# Scan: faceset vs face_recognition 1.3.0 (same images, {res['machine']['workers']} worker processes each)",
+         "", f"`{res['command']}` ({res['machine']['cpus']} CPUs)", ""]
+    for name, r in res["sets"].items():
+        fs, pe = r["faceset"], r["face_recognition"]
+        L += [f"## {name}: {r['images']} images {r['by_subset']}", "",
+              "| | faceset | face_recognition | faceset / peer |", "|---|---:|---:|---:|",
+              f"| images/s | {fs['images_per_s']} | {pe['images_per_s']} | {r['speed_ratio']}x |",
+              f"| wall seconds | {fs['seconds']} | {pe['seconds']} | |",
+              f"| peak RSS, all processes (MB) | {fs['peak_rss_mb']} | {pe['peak_rss_mb']} | |"]
+        for k, v in fs["quality"].items():
+            p = pe["quality"][k]
+            if isinstance(v, dict) and "rate" in v:
+                L.append(f"| {k} | {v['found']}/{v['of']} ({v['rate']:.1%}) | {p['found']}/{p['of']} ({p['rate']:.1%}) | |")
+            else:
+                L.append(f"| {k} | {v} | {p} | |")
+        L += ["", "faceset worker CPU seconds by stage (summed over workers): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in fs["stage_cpu_seconds"].items()), ""]
     return "\n".join(L) + "\n"
 
 

@@ -32,8 +32,8 @@ WORK_SIDE = 800          # long side of the main HOG pass
 HOG_UPSAMPLE = 1         # finds faces down to ~40 px in the working copy
 HOG_CANDIDATE = -0.4     # HOG hits above this are candidates (dlib's own cut is 0)
 HOG_ACCEPT = 0.35        # ... and above this are accepted without a second opinion
-RESCUE_SIDE = 288        # long side of the padded copy for the rescue pass
-RESCUE_PAD = 0.2         # border added on each side (fraction of the long side)
+RESCUE_SIDE = 224        # long side of the padded copy for the MMOD rescue (faces >= ~45% of the side)
+RESCUE_PAD = 0.12        # border added on each side (fraction of the long side)
 MMOD_ACCEPT = 0.6        # MMOD confidence accepted on its own in the rescue pass
 MMOD_VERIFY = 0.0        # MMOD confidence that confirms a weak HOG hit on its crop
 MMOD_AGREE = 0.0         # ... or this, where a HOG hit >= HOG_AGREE overlaps it (two detectors agree)
