@@ -44,6 +44,9 @@ def test_people_are_pure_and_complete(curated_ws):
     # every face with an embedding has a person, bystanders in group shots too
     assert ws.catalog.scalar("SELECT COUNT(*) FROM faces WHERE embedding IS NOT NULL AND person_id IS NULL") == 0
     assert ws.catalog.scalar("SELECT COUNT(*) FROM faces WHERE is_main=0 AND person_id IS NOT NULL") > 0
+    # one person appears at most once per photo (tiny crowd faces must not chain into one person)
+    assert ws.catalog.scalar(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM faces WHERE person_id IS NOT NULL GROUP BY person_id, image_id HAVING COUNT(*) > 1)") == 0
     # n_faces and centroids maintained
     for r in ws.catalog.q("SELECT id, n_faces, centroid FROM people WHERE n_faces > 0"):
         assert r["n_faces"] == ws.catalog.scalar("SELECT COUNT(*) FROM faces WHERE person_id=?", (r["id"],))

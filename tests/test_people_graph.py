@@ -66,3 +66,16 @@ def test_union_find_long_chain():
     uf.union(10001, 10000)
     gs = uf.groups()
     assert sorted(map(len, gs)) == [2, 5001] and uf.find(5000) == 0
+
+
+def test_one_face_per_photo_keeps_the_best_and_respects_assigned_faces():
+    x, _ = _blobs(1, 4, seed=2, spread=0.05)  # four faces that all look alike
+    images = np.array([10, 10, 11, 12])
+    quality = np.array([0.2, 0.9, 0.5, 0.5])
+    lab = _cluster(x, np.zeros((0, 128), np.float32), np.zeros(0, np.int64), 0.5, 30, 0,
+                   images=images, priority=quality, taken=[])
+    assert lab[1] == lab[2] == lab[3] and lab[0] != lab[1]  # the weaker face of photo 10 is split off
+    # an existing person already seen in photo 12 does not take a second face from it
+    lab = _cluster(x[3:], x[:3], np.array([7, 7, 7]), 0.5, 30, 0, images=images[3:], priority=quality[3:],
+                   taken=[(7, 12)])
+    assert lab[0] < 0

@@ -167,7 +167,11 @@ def label_noise_cmd(
     rep = label_noise(ws_open(workspace), label, top=top)
 
     def human():
-        console.print(f"{rep.faces} labelled faces, {rep.folds}-fold person-grouped CV accuracy {rep.cv_accuracy}")
+        if rep.note:
+            console.print(f"{rep.faces} labelled faces: {rep.note}")
+            return
+        console.print(f"{rep.faces} labelled faces, {rep.folds}-fold person-grouped CV accuracy {rep.cv_accuracy}"
+                      + (f" (skipped rare classes: {', '.join(rep.skipped_classes)})" if rep.skipped_classes else ""))
         console.print(table(f"likely mislabeled ({label})", ["image", "person", "given", "predicted", "p(given)", "path"],
                             [[s.image_id, s.person_id, s.given, s.predicted, s.p_given, s.path] for s in rep.suspects]))
 

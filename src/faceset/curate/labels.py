@@ -9,6 +9,7 @@ age legitimately vary across photos, so they conflict only beyond a tolerance.
 from __future__ import annotations
 
 import csv
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,6 +95,8 @@ class NoiseReport:
     faces: int = 0
     folds: int = 0
     cv_accuracy: float = 0.0
+    skipped_classes: list[str] = field(default_factory=list)  # too few faces to cross-validate
+    note: str = ""
     suspects: list[Suspect] = field(default_factory=list)  # most suspicious first
 
     def to_dict(self) -> dict:
@@ -121,13 +124,22 @@ def label_noise(ws: Workspace, label: str, *, top: int = 50, folds: int = 5, see
         (label,),
     )
     rep = NoiseReport(label=label, faces=len(rows))
-    if not rows:
-        return rep
+    # a class needs faces of >= 2 people (folds are grouped by person) and >= 3 faces to be judged;
+    # a label that names the person (identity) has neither and is checked by label_conflicts instead
+    people_of: dict[str, set] = defaultdict(set)
+    for r in rows:
+        people_of[r["value"]].add(r["person_id"] if r["person_id"] is not None else -r["id"])
+    n_of = Counter(r["value"] for r in rows)
+    rare = {v for v in n_of if n_of[v] < 3 or len(people_of[v]) < 2}
+    rep.skipped_classes = sorted(rare)
+    rows = [r for r in rows if r["value"] not in rare]
     y = np.array([r["value"] for r in rows])
     classes, counts = np.unique(y, return_counts=True)
     k = int(min(folds, counts.min())) if len(classes) > 1 else 0
     if k < 2:
-        return rep  # one class, or a class too rare to cross-validate: nothing to judge against
+        rep.note = ("fewer than two classes with >= 3 faces of >= 2 people: nothing to judge against "
+                    "(a label that names the person is checked by `faceset label conflicts`)")
+        return rep
     X = np.frombuffer(b"".join(r["embedding"] for r in rows), np.float32).reshape(-1, 128)
     groups = np.array([r["person_id"] if r["person_id"] is not None else -r["id"] for r in rows])
     if len(np.unique(groups)) >= k:
@@ -135,7 +147,9 @@ def label_noise(ws: Workspace, label: str, *, top: int = 50, folds: int = 5, see
     else:
         cv, groups = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed), None
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
-    proba = cross_val_predict(model, X, y, cv=cv, groups=groups, method="predict_proba")
+    with warnings.catch_warnings():  # a fold may miss a class: its probability is then 0, which is the point
+        warnings.simplefilter("ignore", RuntimeWarning)
+        proba = cross_val_predict(model, X, y, cv=cv, groups=groups, method="predict_proba")
     col = {c: i for i, c in enumerate(classes)}
     p_given = proba[np.arange(len(y)), [col[v] for v in y]]
     pred = classes[proba.argmax(1)]

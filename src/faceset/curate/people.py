@@ -44,6 +44,9 @@ def cluster_embeddings(emb: np.ndarray, threshold: float = THRESHOLD, k: int = K
 def _cluster(
     new: np.ndarray, old: np.ndarray, old_labels: np.ndarray, threshold: float, k: int, seed: int,
     merges: list | None = None,
+    images: np.ndarray | None = None,
+    priority: np.ndarray | None = None,
+    taken: list[tuple[int, int]] | None = None,
 ) -> np.ndarray:
     """Labels for ``new`` rows: >= 0 is an existing label from ``old_labels``, < 0 a new cluster (-1, -2, ...).
 
@@ -53,7 +56,9 @@ def _cluster(
     new person. Clamping old faces instead lets a batch of new photos of a
     known person outvote a few old ones and start a duplicate person.
     A cluster holding several old labels is appended to ``merges`` (sorted
-    label tuple): a merge proposal, never applied here.
+    label tuple): a merge proposal, never applied here. With ``images`` (image
+    id per new face), ``priority`` (face quality) and ``taken`` ((label, image)
+    of assigned faces), no person gets two faces of one photo.
     """
     n = len(new)
     if n == 0:
@@ -79,6 +84,27 @@ def _cluster(
         else:
             out[members] = next_new
             next_new -= 1
+    if images is not None:
+        out = _one_face_per_image(out, images, priority, taken or [], next_new)
+    return out
+
+
+def _one_face_per_image(out, images, priority, taken, next_new) -> np.ndarray:
+    """Cannot-link: one person appears at most once per photo. Tiny, blurred faces in a crowd embed
+    alike and chain a whole group shot into one 'person'; within each person the best face of a photo
+    stays and the others become new people of their own."""
+    used: dict[int, set] = {}
+    for lab, img in taken:
+        used.setdefault(lab, set()).add(img)
+    out = out.copy()
+    for i in np.lexsort((np.arange(len(out)), -priority)):  # best face first
+        seen = used.setdefault(int(out[i]), set())
+        if images[i] in seen:
+            out[i] = next_new
+            used[next_new] = {images[i]}
+            next_new -= 1
+        else:
+            seen.add(images[i])
     return out
 
 
@@ -125,8 +151,10 @@ def cluster_people(ws: Workspace, *, threshold: float = THRESHOLD, seed: int = 0
     """
     c = ws.catalog
     rep = PeopleReport(threshold=threshold)
-    rows = c.q("SELECT id, person_id, status, embedding FROM faces WHERE embedding IS NOT NULL ORDER BY id")
+    rows = c.q("SELECT id, image_id, person_id, status, quality, embedding FROM faces WHERE embedding IS NOT NULL ORDER BY id")
     ids = np.array([r["id"] for r in rows], np.int64)
+    image = np.array([r["image_id"] for r in rows], np.int64)
+    quality = np.array([r["quality"] or 0.0 for r in rows], np.float64)
     emb = np.frombuffer(b"".join(r["embedding"] for r in rows), np.float32).reshape(-1, 128)
     rep.faces = len(ids)
     person = np.array([r["person_id"] if r["person_id"] is not None else -1 for r in rows], np.int64)
@@ -135,7 +163,9 @@ def cluster_people(ws: Workspace, *, threshold: float = THRESHOLD, seed: int = 0
     anchors = ~is_new & ok
     before = set(int(p) for p in person[~is_new])
     merges: list = []
-    lab = _cluster(emb[is_new], emb[anchors], person[anchors], threshold, K, seed, merges)
+    lab = _cluster(emb[is_new], emb[anchors], person[anchors], threshold, K, seed, merges,
+                   images=image[is_new], priority=quality[is_new],
+                   taken=list(zip(person[~is_new].tolist(), image[~is_new].tolist())))
     rep.merge_candidates = [list(m) for m in sorted(set(merges))]
     with c.tx() as conn:
         new_ids: dict[int, int] = {}
