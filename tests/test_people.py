@@ -65,6 +65,7 @@ def test_people_json_lists_every_face_with_source_path(curated_ws, tmp_path):
     ident = {r["file"] for r in read_labels(Path(ws.catalog.scalar("SELECT uri FROM sources WHERE name LIKE 'identities%'")))}
     assert all(f["path"] for f in out["faces"])
     assert {f["path"] for f in out["faces"]} & ident
+    assert all(Path(f["source_path"]).is_file() for f in out["faces"])  # folder sources: the original file
     assert out["report"]["people"] == len(out["people"]) == len({f["person_id"] for f in out["faces"] if f["person_id"]})
     ws.close()
 

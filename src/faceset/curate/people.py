@@ -19,6 +19,7 @@ bench/people.py and docs/curate.md), not taken from dlib's 0.6.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -238,15 +239,20 @@ def _refresh_people(ws: Workspace) -> None:
 
 
 def people_listing(ws: Workspace) -> dict:
-    """Every face with its person id and where it came from: ``source`` (the ingested folder,
-    archive or manifest) + ``path`` inside it (for `faceset people --json`)."""
+    """Every face with its person id and where it came from: ``source_path`` (the original file;
+    ``archive:member`` for archives and manifests), also split into ``source`` + ``path``
+    (for `faceset people --json`)."""
     faces = [dict(r) for r in ws.catalog.q(
         """SELECT f.id AS face_id, f.person_id, f.image_id, f.idx, f.is_main, f.status,
-                  s.uri AS source, fl.path
+                  s.uri AS source, s.kind, fl.path
            FROM faces f
            LEFT JOIN files fl ON fl.id=(SELECT MIN(id) FROM files WHERE image_id=f.image_id)
            LEFT JOIN sources s ON s.id=fl.source_id
            ORDER BY f.person_id, f.id""")]
+    for f in faces:
+        kind = f.pop("kind")
+        f["source_path"] = (str(Path(f["source"]) / f["path"]) if kind == "folder"
+                            else f["source"] if kind == "file" else f"{f['source']}:{f['path']}")
     people = [dict(r) for r in ws.catalog.q(
         """SELECT p.id AS person_id, p.n_faces AS faces, COUNT(DISTINCT f.image_id) AS images, p.split, p.name
            FROM people p LEFT JOIN faces f ON f.person_id=p.id WHERE p.n_faces > 0 GROUP BY p.id ORDER BY p.id""")]
