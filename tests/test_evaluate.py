@@ -1,0 +1,67 @@
+"""Metric definitions (Wilson, ECE, per-group gap) and backbone weights that are real ImageNet features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def test_wilson_interval_matches_reference_values():
+    from faceset.train.evaluate import wilson
+
+    lo, hi = wilson(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
+    assert wilson(0, 5)[0] == 0.0 and wilson(5, 5)[1] == pytest.approx(1.0)
+    assert wilson(0, 0) == (0.0, 1.0)
+
+
+def test_ece_is_zero_when_confidence_equals_accuracy_and_positive_when_overconfident():
+    from faceset.train.evaluate import ece
+
+    conf = np.full(100, 0.8)
+    correct = np.arange(100) < 80
+    assert ece(conf, correct)[0] == pytest.approx(0.0)
+    assert ece(np.full(100, 0.99), correct)[0] == pytest.approx(0.19)
+
+
+def test_metrics_per_group_and_balanced_accuracy():
+    from faceset.train.evaluate import metrics
+
+    y = np.array([0, 0, 0, 1, 1, 1])
+    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.4, 0.6], [0.6, 0.4]])
+    m = metrics(y, proba, ["a", "b"], {"race": ["x", "x", "y", "x", "y", "y"]})
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["balanced_accuracy"] == pytest.approx(2 / 3)
+    assert m["per_class"]["a"] == {"precision": pytest.approx(2 / 3), "recall": pytest.approx(2 / 3), "support": 3}
+    g = m["groups"]["race"]
+    assert g["per_group"]["x"]["accuracy"] == 1.0 and g["per_group"]["y"]["accuracy"] == pytest.approx(1 / 3)
+    assert g["worst"] == "y" and g["worst_gap"] == pytest.approx(2 / 3)
+    assert m["confusion"] == [[2, 1], [1, 2]]
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0", "efficientnet_lite2"])
+def test_imagenet_backbones_load_strictly_and_recognise_the_cat(name):
+    """strict=True loading plus a real top-1: chelsea is a cat (ImageNet 281-285), coffee an espresso (967)."""
+    import torch
+    from PIL import Image
+    from skimage import data
+
+    from faceset.train.backbones import create
+    from faceset.train.features import Preprocess
+
+    bb = create(name)
+    pre = Preprocess(bb.size, bb.mean, bb.std)
+    clf = bb.net.net
+    x = torch.stack([torch.from_numpy(np.array(Image.fromarray(im).resize((224, 224)))).permute(2, 0, 1).float()
+                     for im in (data.chelsea(), data.coffee())])
+    with torch.no_grad():
+        top = clf(pre(x)).argmax(1).tolist()
+    assert 281 <= top[0] <= 285 and top[1] == 967
+    assert bb.net(pre(x)).shape == (2, bb.dim)
+
+
+def test_unknown_backbone_is_a_clear_error():
+    from faceset.train.backbones import create
+
+    with pytest.raises(ValueError, match="unknown backbone"):
+        create("resnet9000")
