@@ -13,7 +13,7 @@ batch = st.lists(  # (person index, duplicate-of earlier image index or None)
     st.tuples(st.integers(0, 12), st.one_of(st.none(), st.integers(0, 60))), min_size=1, max_size=25)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(batch, min_size=1, max_size=4), seed=st.integers(0, 5),
        ratios=st.sampled_from([(0.8, 0.1, 0.1), (0.5, 0.25, 0.25), (1, 1, 1)]))
 def test_splits_never_move_and_never_straddle(tmp_path_factory, batches, seed, ratios):
