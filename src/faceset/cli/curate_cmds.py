@@ -50,7 +50,7 @@ def people(
     from ..curate.people import THRESHOLD
 
     ws = ws_open(workspace)
-    rep = cluster_people(ws, threshold=threshold or THRESHOLD)
+    rep = cluster_people(ws, threshold=threshold or THRESHOLD, progress=not as_json)
     if as_json:
         emit(True, {"report": rep.to_dict(), **people_listing(ws)})
         return

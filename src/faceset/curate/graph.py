@@ -6,15 +6,20 @@ A dense n x n distance matrix is 40 GB at 100k faces; exact kNN in row blocks
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 BLOCK_BYTES = 16 << 20
 
 
-def knn(query: np.ndarray, base: np.ndarray, k: int, *, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def knn(
+    query: np.ndarray, base: np.ndarray, k: int, *, exclude_self: bool = False, on_rows: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours (Euclidean) of each query row in ``base``: (indices, distances), [nq, k].
 
-    ``exclude_self`` drops the i-th base row from the i-th query's answer (query is base).
+    ``exclude_self`` drops the i-th base row from the i-th query's answer (query is base);
+    ``on_rows(n)`` is called after each block of n query rows (progress).
     """
     q = np.ascontiguousarray(query, dtype=np.float32)
     b = np.ascontiguousarray(base, dtype=np.float32)
@@ -37,6 +42,8 @@ def knn(query: np.ndarray, base: np.ndarray, k: int, *, exclude_self: bool = Fal
         order = np.argsort(pd, axis=1, kind="stable")
         idx[s : s + rows] = np.take_along_axis(part, order, 1)
         dist[s : s + rows] = np.sqrt(np.maximum(np.take_along_axis(pd, order, 1), 0.0))
+        if on_rows:
+            on_rows(len(qb))
     return idx, dist
 
 

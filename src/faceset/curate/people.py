@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog import now
+from ..progress import Bar, bar
 from ..workspace import Workspace
 from .graph import chinese_whispers, knn
 
@@ -48,6 +49,7 @@ def _cluster(
     images: np.ndarray | None = None,
     priority: np.ndarray | None = None,
     taken: list[tuple[int, int]] | None = None,
+    progress: Bar | None = None,
 ) -> np.ndarray:
     """Labels for ``new`` rows: >= 0 is an existing label from ``old_labels``, < 0 a new cluster (-1, -2, ...).
 
@@ -65,12 +67,16 @@ def _cluster(
     if n == 0:
         return np.zeros(0, np.int64)
     if len(old):
-        i, d = knn(new, old, k)
+        if progress:
+            progress.total(2 * n)
+        i, d = knn(new, old, k, on_rows=progress.advance if progress else None)
         near = np.unique(i[d < threshold])
     else:
         near = np.zeros(0, np.int64)
+    if progress:  # progress counts query rows of both kNN passes
+        progress.total((n if len(old) else 0) + n + len(near))
     nodes = np.concatenate([new, old[near]]) if len(near) else new
-    lab = cluster_graph(nodes, threshold, k, seed)
+    lab = cluster_graph(nodes, threshold, k, seed, on_rows=progress.advance if progress else None)
     out = np.empty(n, np.int64)
     old_lab = old_labels[near]
     next_new = -1
@@ -109,13 +115,13 @@ def _one_face_per_image(out, images, priority, taken, next_new) -> np.ndarray:
     return out
 
 
-def cluster_graph(emb: np.ndarray, threshold: float, k: int, seed: int) -> np.ndarray:
+def cluster_graph(emb: np.ndarray, threshold: float, k: int, seed: int, on_rows=None) -> np.ndarray:
     """Chinese whispers on the kNN graph of ``emb`` (edges closer than ``threshold``); labels renumbered
     0.. in order of each cluster's first row."""
     n = len(emb)
     if n == 0:
         return np.zeros(0, np.int64)
-    i, d = knn(emb, emb, k, exclude_self=True)
+    i, d = knn(emb, emb, k, exclude_self=True, on_rows=on_rows)
     src = np.repeat(np.arange(n), i.shape[1])
     keep = d.ravel() < threshold
     lab = chinese_whispers(n, src[keep], i.ravel()[keep], edge_weight(d.ravel()[keep], threshold), seed=seed)
@@ -143,7 +149,7 @@ class PeopleReport:
         return asdict(self)
 
 
-def cluster_people(ws: Workspace, *, threshold: float = THRESHOLD, seed: int = 0) -> PeopleReport:
+def cluster_people(ws: Workspace, *, threshold: float = THRESHOLD, seed: int = 0, progress: bool = True) -> PeopleReport:
     """Give every face with an embedding a person (bystanders too); keep existing assignments.
 
     Low-quality faces are assigned but neither anchor later faces nor move centroids.
@@ -164,9 +170,12 @@ def cluster_people(ws: Workspace, *, threshold: float = THRESHOLD, seed: int = 0
     anchors = ~is_new & ok
     before = set(int(p) for p in person[~is_new])
     merges: list = []
-    lab = _cluster(emb[is_new], emb[anchors], person[anchors], threshold, K, seed, merges,
-                   images=image[is_new], priority=quality[is_new],
-                   taken=list(zip(person[~is_new].tolist(), image[~is_new].tolist())))
+    n_new = int(is_new.sum())
+    # the kNN passes dominate: new faces against assigned ones, then the new + nearby graph
+    with bar("people: neighbours", n_new, progress and n_new > 0) as b:
+        lab = _cluster(emb[is_new], emb[anchors], person[anchors], threshold, K, seed, merges,
+                       images=image[is_new], priority=quality[is_new],
+                       taken=list(zip(person[~is_new].tolist(), image[~is_new].tolist())), progress=b)
     rep.merge_candidates = [list(m) for m in sorted(set(merges))]
     with c.tx() as conn:
         new_ids: dict[int, int] = {}
