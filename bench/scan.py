@@ -137,12 +137,15 @@ def run_faceset(items: list[dict], workers: int, tmp: Path) -> dict:
         w.writerows([[it["path"]] for it in items])
     ws = init_workspace(tmp / "ws")
     t = time.perf_counter()
-    ingest(ws, [man], license="bench", consent="research_exemption", progress=False)
+    ing = ingest(ws, [man], license="bench", consent="research_exemption", progress=False)
     t_ingest = time.perf_counter() - t
     n_images = ws.catalog.scalar("SELECT COUNT(*) FROM images")
+    # every file must be in the catalog (byte-identical copies merge), or the comparison is unfair
+    assert ing.n_rejected == 0 and n_images + ing.duplicates == len(items), ing.to_dict()
     t = time.perf_counter()
     rep = scan(ws, workers=workers, progress=False)
     dt = time.perf_counter() - t
+    assert rep.scanned == n_images and rep.errors == 0, rep.to_dict()
     img_of = {r["path"]: r["image_id"] for r in ws.catalog.q("SELECT path, image_id FROM files")}
     boxes: dict[int, list] = {}
     for r in ws.catalog.q("SELECT image_id, x, y, w, h FROM faces ORDER BY image_id, idx"):

@@ -56,10 +56,6 @@ class Det:
     verified: str = ""               # how it was accepted
     extra: dict = field(default_factory=dict)
 
-    @property
-    def wh(self) -> tuple[float, float]:
-        return float(self.box[2] - self.box[0]), float(self.box[3] - self.box[1])
-
 
 # -- image helpers ---------------------------------------------------------------
 def resize(rgb: np.ndarray, scale: float) -> np.ndarray:
