@@ -162,6 +162,7 @@ def test_each_bad_input_has_its_own_reason(chip):
     assert _rejected(chip[: len(chip) * 2 // 3]).code == "truncated"
     assert _rejected(png[: len(png) // 2]).code == "truncated"
     assert _rejected(jpg[:4] + bytes(random.Random(0).randbytes(3000)) + b"\xff\xd9").code == "corrupt"
+    assert _rejected(b"\x89PNG\r\n\x1a\n" + bytes(200)).code == "corrupt"  # right magic, garbage after it
     assert _rejected(b"hello, this is a text file\n" * 20).code == "not_image"
     assert "PDF" in _rejected(b"%PDF-1.7\n" + b"x" * 500).reason
     assert _rejected(enc(photo(), "PPM")).code == "unsupported"

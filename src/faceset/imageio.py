@@ -121,14 +121,18 @@ def _describe_non_image(data: bytes) -> str:
 
 
 def _looks_truncated(fmt: str | None, data: bytes) -> bool:
+    """A well-formed start but no end marker: cut short. A broken start is 'corrupt' instead."""
     tail = data.rstrip(b"\x00")[-64:]
     if fmt == "jpeg":
-        return not tail.endswith(b"\xff\xd9")
+        return data[3:4] in _JPEG_FIRST_MARKERS and not tail.endswith(b"\xff\xd9")
     if fmt == "png":
-        return b"IEND" not in tail
+        return data[12:16] == b"IHDR" and b"IEND" not in tail
     if fmt == "gif":
         return not tail.endswith(b";")
     return False
+
+
+_JPEG_FIRST_MARKERS = {bytes([m]) for m in (*range(0xE0, 0xF0), 0xDB, 0xC4, 0xC0, 0xC2, 0xDD, 0xFE)}
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:
