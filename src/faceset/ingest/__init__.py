@@ -405,7 +405,8 @@ def _commit(ws: Workspace, plan: _Plan, src_id: int, spec: LabelSpec, batch: lis
             orphan_keys: set[str]) -> None:
     """One transaction per batch: files, images and labels of these items, all or nothing."""
     counts: Counter = Counter()
-    ws.store.sync()  # the batch's stored copies are on disk before any row points at them
+    if any(res[0] == "ok" for _, res in batch):
+        ws.store.sync()  # the batch's stored copies are on disk before any row points at them
     origin = {"folder": "folder", "column": "manifest", "regex": "regex"}.get(spec.kind, "user")
     with ws.catalog.tx() as c:
         for it, res in batch:
