@@ -39,8 +39,8 @@ def scan_cmd(
         rows = [["images scanned", rep.scanned], ["  with faces", rep.ok], ["  no face", rep.no_face],
                 ["  errors", rep.errors], ["faces", rep.faces], ["  low quality", rep.low_quality],
                 ["  blocked (not stored)", rep.blocked]]
-        console.print(table(f"scan ({rep.seconds:.1f} s, {rep.images_per_s:.2f} images/s, {rep.engine} x{rep.workers})",
-                            ["outcome", "count"], rows))
+        console.print(table("scan", ["outcome", "count"], rows))
+        console.print(f"{rep.seconds:.1f} s, {rep.images_per_s:.2f} images/s, engine {rep.engine} x{rep.workers}")
         if rep.error_list:
             console.print(table("errors", ["image", "reason"], [list(e) for e in rep.error_list[:20]]))
         if rep.scanned == 0:
