@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -79,22 +80,25 @@ def test_ray_and_local_give_identical_catalogs(tmp_path, data_dir):
 
 
 def test_kill_9_mid_scan_then_rerun(tmp_path, data_dir):
-    files = sorted((data_dir / "identities" / "john_savage").glob("*.jpg"))[:8] + _subset(data_dir)[:4]
+    ids = data_dir / "identities"
+    files = _subset(data_dir) + sorted((ids / "angelina_jolie").glob("*.jpg"))[1:7]
     _build(tmp_path / "ref", files)
     _build(tmp_path / "ws", files)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = [sys.executable, "-c", "from faceset.cli import main; main()", "scan", "--json", "--workers", "1", "-w", str(tmp_path / "ws")]
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    # a real process, killed with SIGKILL after its first committed transaction (one image per transaction)
+    code = ("import sys; from faceset.workspace import open_workspace; from faceset.scan import scan; "
+            "scan(open_workspace(sys.argv[1]), workers=1, progress=False, batch=1)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "ws")], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, start_new_session=True)
     db = tmp_path / "ws" / "catalog.db"
     deadline = time.time() + 120
-    done = 0
     while time.time() < deadline and p.poll() is None:
         c = sqlite3.connect(db, timeout=30)
         done = c.execute("SELECT COUNT(*) FROM images WHERE status<>'new'").fetchone()[0]
         c.close()
         if done >= 1:
             break
-        time.sleep(0.2)
+        time.sleep(0.02)
     assert p.poll() is None, "scan finished before it could be killed: " + p.stderr.read().decode()[-500:]
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
@@ -102,9 +106,11 @@ def test_kill_9_mid_scan_then_rerun(tmp_path, data_dir):
     left = c.execute("SELECT COUNT(*) FROM images WHERE status='new'").fetchone()[0]
     c.close()
     assert 0 < left < len(files)
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-c", "from faceset.cli import main; main()", "scan", "--json", "--workers", "1"]
+    r = subprocess.run([*cmd, "-w", str(tmp_path / "ws")], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-800:]
-    r = subprocess.run([*cmd[:-2], "-w", str(tmp_path / "ref")], env=env, capture_output=True, text=True, timeout=300)
+    assert json.loads(r.stdout)["scanned"] == left     # the rerun does only what was left
+    r = subprocess.run([*cmd, "-w", str(tmp_path / "ref")], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-800:]
     _same(_snapshot(tmp_path / "ws"), _snapshot(tmp_path / "ref"))
 

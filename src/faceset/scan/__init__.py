@@ -113,8 +113,11 @@ def count_pending(ws: Workspace) -> int:
 
 
 def scan(ws: Workspace, *, engine: str = "local", workers: int | None = None, ray_address: str | None = None,
-         progress: bool = True) -> ScanReport:
-    """Scan every image with status 'new'; rerun after any interruption to finish the rest."""
+         progress: bool = True, batch: int = WRITE_EVERY) -> ScanReport:
+    """Scan every image with status 'new'; rerun after any interruption to finish the rest.
+
+    ``batch``: results per catalog transaction (also written every WRITE_SECONDS); a kill loses at most one.
+    """
     from ..engines import get_engine
 
     t0 = time.perf_counter()
@@ -132,7 +135,7 @@ def scan(ws: Workspace, *, engine: str = "local", workers: int | None = None, ra
         with bar("scan", total, progress) as b:
             for res in eng.imap(process, _tasks(ws, eng.wants_bytes)):
                 buf.append(res)
-                if len(buf) >= WRITE_EVERY or time.perf_counter() - last_write > WRITE_SECONDS:
+                if len(buf) >= batch or time.perf_counter() - last_write > WRITE_SECONDS:
                     _write(ws, buf, rep, blocked_mask)
                     b.advance(len(buf))
                     buf, last_write = [], time.perf_counter()
