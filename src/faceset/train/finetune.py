@@ -59,7 +59,10 @@ def fit(net: torch.nn.Module, head: torch.nn.Module, pre: Preprocess, xtr: torch
     opt = torch.optim.AdamW([{"params": net.parameters(), "lr": lr}, {"params": head.parameters(), "lr": lr * 10}],
                             weight_decay=1e-4)
     steps = epochs * math.ceil(len(xtr) / batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr, lr * 10], total_steps=max(steps, 1), pct_start=0.1)
+    # one-cycle needs a few steps per phase; a tiny run (tests, --quick) keeps a constant rate
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr, lr * 10], total_steps=steps,
+                                                 pct_start=min(0.5, max(0.1, 3.0 / steps)))
+             if steps >= 10 else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
     w = (weights if weights is not None else torch.ones(len(ytr))).to(dev)
     best, best_state, bad, seen, t_train, hist = float("inf"), None, 0, 0, 0.0, []
 
