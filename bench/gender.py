@@ -88,7 +88,6 @@ def main() -> None:
     ap.add_argument("--warm", action="store_true", help="keep cached features (default: time a cold first run)")
     args = ap.parse_args()
 
-    import numpy as np
     import torch
 
     from faceset.train import evaluate, predict, train

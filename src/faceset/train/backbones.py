@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -161,7 +161,6 @@ class Backbone:
     size: int  # input side in pixels
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    meta: dict = field(default_factory=dict)
 
     def preprocess_config(self) -> dict:
         return {"backbone": self.name, "size": self.size, "mean": list(self.mean), "std": list(self.std),
@@ -255,5 +254,4 @@ class FaceEmbedding(nn.Module):
 @register("face_embedding")
 def _face_embedding(pretrained: bool) -> Backbone:
     # mean 0, std 1/255: Preprocess leaves 0-255 pixels as they are (the ResNet subtracts its own mean)
-    return Backbone("face_embedding", FaceEmbedding(), 128, 224, mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3,
-                    meta={"source": "dlib ResNet 128-D identity embedding (torch port in faceset.scan.dlib_resnet)"})
+    return Backbone("face_embedding", FaceEmbedding(), 128, 224, mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3)

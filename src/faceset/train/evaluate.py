@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Dataset, load_dataset
+from .data import AGE_GROUPS, Dataset, load_dataset
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -60,7 +60,8 @@ def metrics(y: np.ndarray, proba: np.ndarray, classes: list[str], groups: dict[s
     for col, vals in (groups or {}).items():
         vals_a = np.array(vals, dtype=object)
         g = {}
-        for v in sorted(set(vals) - {""}):
+        order = [name for _, _, name in AGE_GROUPS]
+        for v in sorted(set(vals) - {""}, key=lambda v: (order.index(v), "") if v in order else (len(order), v)):
             m = vals_a == v
             k = int(correct[m].sum())
             lo, hi = wilson(k, int(m.sum()))
