@@ -99,3 +99,23 @@ def test_detect_json_records(tmp_path, data_dir):
     assert recs[1]["faces"] == [] and recs[1]["rejected"] == "no human face found"
     assert recs[2]["rejected"].startswith("unreadable") and recs[3]["rejected"] == "not found"
     assert detect([paths[0]])[0]["faces"][0]["box"] == two["faces"][0]["box"]
+
+
+def test_large_photo_with_small_faces_is_tiled(portrait):
+    """A 3200 px 'crowd': one near face and five ~70 px faces that the 800 px working copy cannot see."""
+    ref = analyze(portrait, embed=False, crops=False)[0]
+    im = Image.fromarray(portrait)
+    canvas = Image.new("RGB", (3200, 2400), (100, 110, 100))
+
+    def put(face_px, xy):
+        k = face_px / ref.box[2]
+        canvas.paste(im.resize((round(im.width * k), round(im.height * k)), Image.LANCZOS), xy)
+
+    put(200, (200, 200))
+    small_xy = [(x, 1400 + (i % 2) * 300) for i, x in enumerate(range(900, 3000, 420))]
+    for xy in small_xy:
+        put(70, xy)
+    faces = analyze(np.asarray(canvas), embed=False, crops=False)
+    assert len(faces) == 1 + len(small_xy)
+    assert faces[0].is_main and faces[0].box[2] > 150
+    assert sorted(round(f.box[2] / 10) for f in faces[1:]) == [7] * len(small_xy)

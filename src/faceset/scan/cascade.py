@@ -12,8 +12,10 @@ frame-filling faces; MMOD CNN finds those but costs seconds at full size. So:
 3. Landmarks (5-point) are fitted on the full-resolution image; a face whose landmarks are not
    face-like (eye distance, nose off the eye line) is dropped.
 
-Large photos: the working copy is at most ``WORK_SIDE`` px, so faces under ~40 px *after*
-that downscale are not looked for (no tiling yet; see docs/scan.md).
+Large photos: the working copy is at most ``WORK_SIDE`` px. When a photo was shrunk a lot and the
+faces found are small (a crowd, a group far away), HOG also runs on overlapping 800 px tiles of a
+copy of up to ``TILE_IMAGE_SIDE`` px, which finds faces ~3x smaller. A large photo whose faces are
+*all* too small for the working copy is not tiled (that would cost every big landscape ~2 s).
 
 All boxes and landmarks come back in the coordinates of the image passed in.
 """
@@ -44,6 +46,10 @@ VERIFY_FACE_PX = 80      # crop scale for MMOD verification (face ~ this many px
 VERIFY_MARGIN = 0.35     # context around the box in the verification crop
 MAX_VERIFY = 4           # weak candidates verified per pass (best scores first): bounds the cost
 NMS_IOU = 0.35
+TILE_TRIGGER_SCALE = 0.67  # tiling only for photos downscaled more than this for the main pass ...
+TILE_TRIGGER_FACE = 80     # ... in which the smallest accepted face is under this (working-copy px)
+TILE_IMAGE_SIDE = 2400     # tiles are cut from a copy at most this large
+TILE_SIDE, TILE_OVERLAP = 800, 160
 
 
 @dataclass
@@ -197,11 +203,31 @@ def find_faces(rgb: np.ndarray, trace: dict | None = None) -> list[Det]:
     accepted = _verify(rgb, found, trace)
     if not accepted:
         accepted = _rescue(rgb, found, trace)
+    elif s < TILE_TRIGGER_SCALE and min(d.box[2] - d.box[0] for d in accepted) * s < TILE_TRIGGER_FACE:
+        # a large photo with small faces (a crowd, a group far away): look again at higher resolution
+        accepted += _verify(rgb, _tiles(rgb), trace)
     accepted = nms(accepted)
     for d in accepted:
         if d.landmarks is None:
             d.landmarks = fit_landmarks(rgb, d.box)
     return accepted
+
+
+def _tiles(rgb: np.ndarray) -> list[Det]:
+    """HOG (upsampled once) over overlapping tiles of a copy at up to TILE_IMAGE_SIDE px."""
+    h, w = rgb.shape[:2]
+    k = min(1.0, TILE_IMAGE_SIDE / max(h, w))
+    big = resize(rgb, k)
+    H, W = big.shape[:2]
+    step = TILE_SIDE - TILE_OVERLAP
+    dets = []
+    for y0 in range(0, max(H - TILE_OVERLAP, 1), step):
+        for x0 in range(0, max(W - TILE_OVERLAP, 1), step):
+            tile = np.ascontiguousarray(big[y0:y0 + TILE_SIDE, x0:x0 + TILE_SIDE])
+            for l, t, r, b, sc, i in hog_raw(tile, 1):
+                box = (np.array([l, t, r, b], np.float64) + [x0, y0, x0, y0]) / k
+                dets.append(Det(box, sc, "hog-tile", extra={"sub": i}))
+    return dets
 
 
 def _verify(rgb: np.ndarray, dets: list[Det], trace, rescue: bool = False) -> list[Det]:
