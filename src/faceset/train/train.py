@@ -27,6 +27,9 @@ from .evaluate import metrics
 from .features import extract
 
 
+MIN_CALIBRATION = 20  # val faces needed before a temperature is fitted
+
+
 @dataclass
 class TrainReport:
     model: str
@@ -186,8 +189,13 @@ def fit_head(Xtr: np.ndarray, ytr: np.ndarray, wtr: np.ndarray, Xva: np.ndarray,
 
 @torch.no_grad()
 def fit_temperature(head: M.Head, Xva: np.ndarray, yva: np.ndarray) -> float:
-    """Temperature minimising val NLL of the flip-averaged probabilities (grid search: robust, no optimiser state)."""
+    """Temperature minimising val NLL of the flip-averaged probabilities (grid search: robust, no optimiser state).
+
+    Fewer than MIN_CALIBRATION val faces cannot calibrate anything: keep 1.0 rather than overfit.
+    """
     n, v, d = Xva.shape
+    if n < MIN_CALIBRATION:
+        return 1.0
     logits = head(torch.from_numpy(Xva).reshape(n * v, d)).reshape(n, v, -1)
     yv = torch.from_numpy(yva)
     best_t, best = 1.0, float("inf")
