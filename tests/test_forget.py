@@ -210,9 +210,9 @@ def test_nothing_recoverable_anywhere(world):
 
 
 def test_blocklist_drops_her_on_reingest(world, tmp_path, data_dir):
+    """Later ingests + scans honour the blocklist: her photos are erased, her bystander face is pixelated."""
     from faceset.ingest import ingest
-    from faceset.privacy.forget import purge_blocked
-    from faceset.scan import scan
+    from faceset.scan import analyze, scan
 
     ws = world["ws"]
     labels = read_labels(data_dir / "identities")
@@ -225,19 +225,27 @@ def test_blocklist_drops_her_on_reingest(world, tmp_path, data_dir):
     other = next(r for r in labels if r["identity"] == "barack_obama")  # mirrored: new to the workspace
     Image.open(data_dir / "identities" / other["file"]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
         again / "someone.png")
-    assert ingest(ws, [again], license="test-only", consent="consent", progress=False, workers=1).added == 3
+    # A new group shot with her in it: the selfie-many-people photo, re-encoded (new bytes and pixels).
+    group = Image.open(data_dir / "groups" / "selfie-many-people.jpg").convert("RGB")
+    group.save(again / "party.jpg", quality=92)
+    assert ingest(ws, [again], license="test-only", consent="consent", progress=False, workers=1).added == 4
     faces_before = ws.catalog.scalar("SELECT COUNT(*) FROM faces")
     srep = scan(ws, progress=False)
-    assert srep.blocked >= 2
-    new = ws.catalog.q("SELECT status, status_reason FROM images WHERE id IN "
-                       "(SELECT image_id FROM files f JOIN sources s ON s.id=f.source_id WHERE s.name='again')")
-    assert sorted((r["status"], r["status_reason"] or "") for r in new)[:2] == [("no_face", "blocked")] * 2
-    assert ws.catalog.scalar("SELECT COUNT(*) FROM faces") - faces_before >= 1  # Obama is kept
-    blocked = ws.catalog.q("SELECT store_key FROM images WHERE status_reason='blocked'")
-    assert purge_blocked(ws) == len(blocked) >= 2
-    assert not any(ws.store.exists(r["store_key"]) for r in blocked)
-    assert ws.catalog.scalar("SELECT COUNT(*) FROM files f JOIN sources s ON s.id=f.source_id "
-                             "WHERE s.name='again'") == 1
+    assert srep.blocked >= 3
+    # Photos where she was the only face are erased by the scan itself: rows, paths and stored copies.
+    left = ws.catalog.q("SELECT f.path, f.image_id FROM files f JOIN sources s ON s.id=f.source_id "
+                        "WHERE s.name='again'")
+    assert sorted(r["path"] for r in left) == ["party.jpg", "someone.png"]
+    assert ws.catalog.scalar("SELECT COUNT(*) FROM images WHERE status_reason='blocked'") == 0
+    assert ws.catalog.scalar("SELECT COUNT(*) FROM faces") - faces_before >= 2  # Obama + other party faces
+    # In the group shot her face is pixelated in the stored copy: nothing there matches her any more.
+    party = next(r["image_id"] for r in left if r["path"] == "party.jpg")
+    assert ws.catalog.scalar("SELECT COUNT(*) FROM faces WHERE image_id=?", (party,)) >= 1
+    from faceset.privacy.blocklist import blocked_mask
+
+    found = analyze(ws.image_rgb(party))
+    assert found, "the other people in the group shot are still there"
+    assert not blocked_mask(ws, np.stack([f.embedding for f in found])).any()
 
 
 def test_cli_refuses_without_tty_and_lists_json(world, scanned_ws, tmp_path):

@@ -40,6 +40,7 @@ class ScanReport:
     workers: int = 1
     stage_seconds: dict = field(default_factory=dict)     # summed worker time per stage
     error_list: list = field(default_factory=list)       # (image_id, reason), first 100
+    _to_blur: dict = field(default_factory=dict, repr=False)  # image_id -> boxes of blocked bystanders
 
     @property
     def images_per_s(self) -> float:
@@ -47,6 +48,7 @@ class ScanReport:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d.pop("_to_blur", None)
         d["images_per_s"] = round(self.images_per_s, 3)
         d["seconds"] = round(self.seconds, 3)
         d["stage_seconds"] = {k: round(v, 3) for k, v in self.stage_seconds.items()}
@@ -147,7 +149,23 @@ def scan(ws: Workspace, *, engine: str = "local", workers: int | None = None, ra
         eng.close()
         rep.seconds = time.perf_counter() - t0
         _audit(ws, rep)
+    if rep.blocked:
+        _honour_blocklist(ws, rep)
     return rep
+
+
+def _honour_blocklist(ws: Workspace, rep: ScanReport) -> None:
+    """A blocked face must not stay visible in the stored copy either.
+
+    Photos where a blocked person was the only face are erased; in group shots the blocked
+    faces are pixelated (the privacy stage owns both operations).
+    """
+    from ..privacy.forget import blur_boxes, purge_blocked
+
+    for iid, boxes in rep._to_blur.items():
+        if ws.catalog.scalar("SELECT 1 FROM images WHERE id=?", (iid,)):
+            blur_boxes(ws, iid, boxes)
+    purge_blocked(ws)
 
 
 def _audit(ws: Workspace, rep: ScanReport) -> None:
@@ -186,6 +204,8 @@ def _write(ws: Workspace, results: list[dict], rep: ScanReport, blocked_mask) ->
             kept = [f for f in r["faces"] if not f.get("blocked")]
             nblk = len(r["faces"]) - len(kept)
             rep.blocked += nblk
+            if nblk and kept:
+                rep._to_blur[iid] = [tuple(f["box"]) for f in r["faces"] if f.get("blocked")]
             if kept and not any(f["is_main"] for f in kept):
                 max(kept, key=lambda f: f["quality"]["size"])["is_main"] = True  # the main one was blocked
             for i, f in enumerate(kept):
