@@ -61,6 +61,19 @@ def test_duplicate_groups_never_mix_identities(curated_ws, data_dir):
     ws.close()
 
 
+def test_group_shots_are_never_dropped_for_a_single_face_copy(curated_ws, data_dir):
+    """A crop of one person from a group photo must not take the group photo's other people with it."""
+    ws = open_workspace(curated_ws)
+    groups = {r["file"]: int(r["n_faces"]) for r in read_labels(data_dir / "groups")}
+    nfaces = dict(ws.catalog.q("SELECT image_id, COUNT(*) FROM faces GROUP BY image_id"))
+    for f in groups:
+        iid = _image_of(ws, f)
+        dup_of = ws.catalog.scalar("SELECT dup_of FROM images WHERE id=?", (iid,))
+        if dup_of is not None:
+            assert nfaces.get(dup_of, 0) >= nfaces.get(iid, 0), f"{f} dropped for a copy with fewer faces"
+    ws.close()
+
+
 def test_report_counts_sheet_and_audit(curated_ws, tmp_path):
     import shutil
 

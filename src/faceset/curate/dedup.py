@@ -59,7 +59,7 @@ class DedupReport:
 
 
 def find_duplicates(ws: Workspace, *, sheet: bool = False, progress: bool = True) -> DedupReport:
-    """Group near-duplicates, keep the best (resolution, then face quality), set dup_of on the rest.
+    """Group near-duplicates, keep the best (most faces, resolution, face quality), set dup_of on the rest.
 
     Recomputes every group from the stored hashes, so reruns and new images
     give the same answer as one run over everything.
@@ -94,6 +94,9 @@ def find_duplicates(ws: Workspace, *, sheet: bool = False, progress: bool = True
                     uf.union(a, b)
                     how.setdefault((a, b), "embedding")
     size = {r["id"]: r["width"] * r["height"] for r in rows}
+    # A crop of a group shot matches the group's main face: keep the photo with more faces, or its
+    # other people would leave the dataset with it.
+    nfaces = {r[0]: r[1] for r in c.q("SELECT image_id, COUNT(*) FROM faces GROUP BY image_id")}
     groups = [g for g in uf.groups() if len(g) > 1]
     for m in how.values():
         rep.by_method[m] = rep.by_method.get(m, 0) + 1
@@ -103,7 +106,7 @@ def find_duplicates(ws: Workspace, *, sheet: bool = False, progress: bool = True
     paths = _first_paths(ws)
     dup_of: dict[int, int] = {}
     for g in groups:
-        keep = max(g, key=lambda i: (size.get(i, 0), main.get(i, (None, -1.0))[1], -i))
+        keep = max(g, key=lambda i: (nfaces.get(i, 0), size.get(i, 0), main.get(i, (None, -1.0))[1], -i))
         members = [keep] + [i for i in g if i != keep]
         rep.items.append(DupGroup(keep=keep, members=members, how=sorted(methods.get(uf.find(keep), ())),
                                   files=[paths.get(i, "") for i in members]))
