@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from faceset.imageio import Rejected, decode, pixel_sha, strip_jpeg
+from faceset.imageio import Rejected, decode, jpeg_sha, pixel_sha, strip_jpeg
 
 
 def enc(im: Image.Image, fmt: str, **kw) -> bytes:
@@ -86,9 +86,11 @@ def test_metadata_stripped_and_jpeg_pixels_unchanged():
     d = decode(raw)
     for needle in (b"Exif", b"SpyCam", b"secret-person-name", b"shot at home", b"xmpmeta"):
         assert needle not in d.clean
-    # lossless strip: the store copy decodes to exactly the pixels we hashed
+    # lossless strip: the store copy decodes to exactly the original's pixels, and is the identity
     again = np.asarray(Image.open(io.BytesIO(d.clean)).convert("RGB"))
-    assert np.array_equal(again, d.rgb) and pixel_sha(again) == d.pixel_sha
+    assert np.array_equal(again, d.rgb) and d.pixel_sha == jpeg_sha(d.clean)
+    # the same compressed picture with other (or no) metadata is the same image
+    assert decode(enc(photo(), "JPEG", quality=90)).pixel_sha == d.pixel_sha
     with Image.open(io.BytesIO(d.clean)) as im:
         assert not im.getexif() and "xmp" not in im.info and "comment" not in im.info
 
@@ -212,3 +214,39 @@ def test_fuzz_mutated_bytes_never_crash(chip, which, edits):
         assert r.code in ("zero_byte", "truncated", "corrupt", "not_image", "unsupported", "too_small", "bomb")
     else:
         assert d.rgb.ndim == 3 and d.rgb.shape[2] == 3 and d.clean
+    if which == 0:  # ingest's JPEG fast path must accept and reject exactly the same mutants
+        assert _outcome(bytes(b), pixels=False) == _outcome(bytes(b), pixels=True)
+
+
+def _outcome(data: bytes, **kw) -> tuple:
+    try:
+        d = decode(data, **kw)
+    except Rejected as r:
+        return ("rejected", r.code)
+    return ("ok", d.pixel_sha, d.width, d.height, d.clean, d.format)
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "gray"])
+def test_jpeg_validation_without_pixels_rejects_like_a_full_decode(kind):
+    """decode(pixels=False) only entropy-decodes at 1/8 scale: cut and damaged files must still fail."""
+    im = photo(1200, 900)
+    a = np.asarray(im).astype(np.int16) + np.random.default_rng(1).integers(-8, 9, (900, 1200, 3))
+    im = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    good = enc(im.convert("L") if kind == "gray" else im, "JPEG", quality=90, progressive=kind == "progressive")
+    d = decode(good, pixels=False)
+    assert d.rgb is None and (d.width, d.height) == (1200, 900) and d.pixel_sha == jpeg_sha(d.clean)
+    assert _outcome(good, pixels=False) == _outcome(good)
+    rng = random.Random(kind)
+    rejected = 0
+    for i in range(40):
+        b = bytearray(good)
+        if i % 2:
+            b = b[: rng.randrange(len(b) // 10, len(b) - 2)]
+        else:
+            for _ in range(rng.randint(1, 4)):
+                j = rng.randrange(len(b) // 10, len(b))
+                b[j] ^= 1 << rng.randrange(8)
+        fast, full = _outcome(bytes(b), pixels=False), _outcome(bytes(b))
+        assert fast == full, (i, fast[:2], full[:2])
+        rejected += fast[0] == "rejected"
+    assert rejected >= 20  # every cut one at least

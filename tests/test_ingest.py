@@ -105,8 +105,12 @@ def test_stored_copies_are_clean_and_match_pixels(utk_subset, utk_ws):
         assert b"Exif" not in blob and b"http://ns.adobe.com/xap" not in blob
         rgb = ws.image_rgb(r["id"])
         assert rgb.shape == (r["height"], r["width"], 3)
-        h = hashlib.sha256(f"{rgb.shape[0]}x{rgb.shape[1]}x3:".encode() + rgb.tobytes()).hexdigest()
-        assert h == r["pixel_sha"]  # lossless strip of JPEG: the stored copy has the hashed pixels
+        # JPEG identity = sha256 of the stripped bytes, which are exactly the stored copy
+        assert hashlib.sha256(b"jpeg-stripped:" + blob).hexdigest() == r["pixel_sha"]
+    for name in list(rows)[:20]:  # and the stored copy decodes to the original's pixels (lossless strip)
+        iid = ws.catalog.scalar("SELECT image_id FROM files WHERE path=?", (name,))
+        with Image.open(folder / name) as im:
+            assert np.array_equal(ws.image_rgb(iid), np.asarray(im.convert("RGB")))
     # originals untouched, and their names live only in the catalog (never inside the store)
     assert {p.name: (sha(p), p.stat().st_mtime_ns) for p in folder.iterdir()} == before
     names = [n.encode() for n in list(rows)[:30]]
@@ -141,6 +145,33 @@ def test_reencoded_copy_is_one_image(ws, data_dir, tmp_path):
     assert ws.catalog.scalar("SELECT COUNT(DISTINCT image_id) FROM files") == 1
     assert ws.catalog.scalar("SELECT COUNT(*) FROM files") == 4
     assert list(ws.store.keys()) == [ws.catalog.scalar("SELECT store_key FROM images")]  # no orphan copies
+
+
+def test_jpeg_with_other_metadata_is_one_image_and_its_png_a_near_duplicate(ws, data_dir, tmp_path):
+    """JPEG identity is its stripped compressed data (no full decode at ingest); a lossless PNG of the
+    same pixels is then a second image at ingest, and curate's find_duplicates links the two."""
+    from faceset.curate import find_duplicates
+
+    src = sorted((data_dir / "utkface" / "images").iterdir())[0]
+    raw = src.read_bytes()
+    d = tmp_path / "p"
+    d.mkdir()
+    (d / "a.jpg").write_bytes(raw)
+    exif = Image.Exif()
+    exif[0x010F] = "SpyCam Inc"
+    app1 = b"Exif\0\0" + exif.tobytes()
+    (d / "b_with_exif.jpg").write_bytes(raw[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + raw[2:])
+    with Image.open(src) as im:
+        im.convert("RGB").save(d / "c_lossless.png")
+    rep = ingest(ws, [d], license="UTKFace research-only", consent="research_exemption", progress=False, workers=1)
+    assert rep.added == 2 and rep.duplicate_kinds == {"same_pixels": 1}
+    ids = dict(ws.catalog.q("SELECT path, image_id FROM files"))
+    assert ids["a.jpg"] == ids["b_with_exif.jpg"] != ids["c_lossless.png"]
+    assert b"SpyCam" not in ws.store.get(ws.catalog.scalar("SELECT store_key FROM images WHERE id=?", (ids["a.jpg"],)))
+    assert np.array_equal(ws.image_rgb(ids["a.jpg"]), ws.image_rgb(ids["c_lossless.png"]))
+    find_duplicates(ws, progress=False)
+    dup_of = dict(ws.catalog.q("SELECT id, dup_of FROM images"))
+    assert {dup_of[ids["a.jpg"]], dup_of[ids["c_lossless.png"]]} - {None} in ({ids["a.jpg"]}, {ids["c_lossless.png"]})
 
 
 def test_refuses_without_licence_or_consent_and_touches_nothing(ws, utk_subset):

@@ -10,6 +10,14 @@ no rotation keep their compressed data and only lose their APPn/COM segments
 (lossless, and decodes to exactly the same pixels); everything else is
 re-encoded from the normalised RGB array (JPEG q95 for lossy sources, PNG for
 lossless ones).
+
+Image identity (``pixel_sha``): for those stripped JPEGs it is the sha256 of the
+stripped bytes (same compressed image data = same picture, whatever the
+metadata), so ingest never needs their full-size pixels: ``decode(...,
+pixels=False)`` proves the file whole by entropy-decoding it at 1/8 scale
+(every coefficient is still read, so truncation and corruption raise exactly as
+in a full decode) at ~1/3 of the cost. Every other image is hashed over its
+decoded RGB pixels, so lossless re-encodes (PNG/BMP/TIFF/WebP) collapse.
 """
 
 from __future__ import annotations
@@ -60,25 +68,26 @@ class Rejected(Exception):
 
 @dataclass
 class Decoded:
-    rgb: np.ndarray  # HxWx3 uint8, upright
+    rgb: np.ndarray | None  # HxWx3 uint8, upright; None only for decode(pixels=False) of a stripped JPEG
     format: str  # canonical source format (jpeg, png, ...)
     pixel_sha: str
     clean: bytes  # metadata-free encoding for the store
     clean_format: str  # jpeg | png
-
-    @property
-    def width(self) -> int:
-        return int(self.rgb.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.rgb.shape[0])
+    width: int
+    height: int
 
 
 def pixel_sha(rgb: np.ndarray) -> str:
     """sha256 over shape + RGB bytes: the same picture re-encoded losslessly collapses here."""
     h = hashlib.sha256(f"{rgb.shape[0]}x{rgb.shape[1]}x3:".encode())
     h.update(np.ascontiguousarray(rgb, dtype=np.uint8).data)
+    return h.hexdigest()
+
+
+def jpeg_sha(stripped: bytes) -> str:
+    """Identity of a metadata-stripped JPEG: its bytes (tagged so it never equals a pixel hash)."""
+    h = hashlib.sha256(b"jpeg-stripped:")
+    h.update(stripped)
     return h.hexdigest()
 
 
@@ -222,8 +231,13 @@ def decode(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     clean: bool = True,
+    pixels: bool = True,
 ) -> Decoded:
-    """Decode bytes to an upright RGB array (+ clean store bytes). Raises only ``Rejected``."""
+    """Decode bytes to an upright RGB array (+ clean store bytes). Raises only ``Rejected``.
+
+    ``pixels=False`` (ingest): a JPEG that needs no rotation is only validated (entropy-decoded at
+    1/8 scale) and ``rgb`` is None; the rejections and ``pixel_sha`` are the same as with pixels.
+    """
     if len(data) == 0:
         raise Rejected("zero_byte", "empty file (0 bytes)")
     if len(data) > max_file_bytes:
@@ -252,6 +266,11 @@ def decode(
                 raise Rejected("too_small", f"{w}x{h} is smaller than {min_side} px on a side")
             if getattr(im, "is_animated", False):
                 im.seek(0)  # first frame only
+            stripped = None  # JPEG's EXIF is parsed at open: decide before decoding any pixel
+            if fmt == "jpeg" and _orientation(im) in (None, 1) and im.mode in ("RGB", "L"):
+                stripped = strip_jpeg(data)  # None: odd marker layout, take the re-encode path
+            if stripped is not None and not pixels:
+                im.draft(im.mode, (max(1, w // 8), max(1, h // 8)))  # DCT scaling: all entropy data, tiny IDCT
             try:
                 im.load()
             except Image.DecompressionBombError as e:
@@ -260,33 +279,37 @@ def decode(
                 if _looks_truncated(magic or fmt, data) or "truncated" in str(e).lower() or isinstance(e, EOFError):
                     raise Rejected("truncated", f"{fmt.upper()} file is cut short ({_short(e)})") from None
                 raise Rejected("corrupt", f"{fmt.upper()} data is damaged ({_short(e)})") from None
-            orientation = _orientation(im)
+            if stripped is not None:
+                rgb = _checked_rgb(im) if pixels else None
+                return Decoded(rgb, fmt, jpeg_sha(stripped), stripped if clean else b"", "jpeg" if clean else "",
+                               w, h)
+            orientation = _orientation(im)  # after load: PNG may carry eXIf behind its pixel data
             try:
                 up = ImageOps.exif_transpose(im) if orientation not in (None, 1) else im
             except Exception:
-                up, orientation = im, None  # broken EXIF: keep the pixels as stored
-            try:
-                rgb = _to_rgb(up)
-            except Exception as e:
-                raise Rejected("corrupt", f"cannot convert {im.mode} pixels ({_short(e)})") from None
-            if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
-                raise Rejected("corrupt", f"unexpected pixel layout {rgb.shape}")
-            rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+                up = im  # broken EXIF: keep the pixels as stored
+            rgb = _checked_rgb(up)
+            ph, pw = rgb.shape[:2]
             if not clean:
-                return Decoded(rgb, fmt, pixel_sha(rgb), b"", "")
-            stripped = None
-            if fmt == "jpeg" and orientation in (None, 1) and im.mode in ("RGB", "L"):
-                stripped = strip_jpeg(data)
-            if stripped is not None:
-                return Decoded(rgb, fmt, pixel_sha(rgb), stripped, "jpeg")
+                return Decoded(rgb, fmt, pixel_sha(rgb), b"", "", pw, ph)
             blob, cfmt = encode_clean(rgb, fmt in LOSSY)
-            return Decoded(rgb, fmt, pixel_sha(rgb), blob, cfmt)
+            return Decoded(rgb, fmt, pixel_sha(rgb), blob, cfmt, pw, ph)
         except Rejected:
             raise
         except Exception as e:  # anything else Pillow throws on hostile input
             raise Rejected("corrupt", f"undecodable ({_short(e)})") from None
         finally:
             im.close()
+
+
+def _checked_rgb(im: Image.Image) -> np.ndarray:
+    try:
+        rgb = _to_rgb(im)
+    except Exception as e:
+        raise Rejected("corrupt", f"cannot convert {im.mode} pixels ({_short(e)})") from None
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
+        raise Rejected("corrupt", f"unexpected pixel layout {rgb.shape}")
+    return np.ascontiguousarray(rgb, dtype=np.uint8)
 
 
 def _orientation(im: Image.Image) -> int | None:

@@ -104,7 +104,7 @@ def _process(path: str, fs_path: str | None, data: bytes | None, known_sha: str 
     if known_sha == sha:
         return ("skip", sha, len(data))
     try:
-        d = decode(data, **_W["limits"])
+        d = decode(data, pixels=False, **_W["limits"])  # stripped JPEGs: validated at 1/8 scale, no RGB array
     except Rejected as r:
         return ("rejected", sha, len(data), r.code, r.reason)
     key = _W["store"].put(d.clean, sync=False)  # made durable by one Store.sync() per batch
