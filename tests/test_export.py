@@ -203,6 +203,7 @@ def test_build_end_to_end(built):
     assert not Path(rep.report).is_relative_to(Path(rep.dataset)), "the owner's report must stay out of the export"
     assert Path(rep.report) == Path(rep.workspace) / "report.html", "in the workspace, where forget shreds it"
     exp = rep.steps["export"]
+    assert rep.items == exp["items"] and rep.classes == exp["classes"]
     # Every exported record is a labelled face whose class is the truth for its original file.
     origins = _item_origins(ws, exp["export_id"])
     assert len(origins) == exp["items"] > 0

@@ -26,6 +26,8 @@ class BuildReport:
     datasheet: str
     report: str
     label: str | None
+    items: int = 0  # records in the dataset
+    classes: dict[str, int] = field(default_factory=dict)
     steps: dict[str, dict] = field(default_factory=dict)  # step -> that stage's report (to_dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -108,6 +110,7 @@ def build(
         except ExportError:
             report(ws)  # nothing exportable: the report shows why (rejects, quality)
             raise
+        rep.items, rep.classes = rep.steps["export"]["items"], rep.steps["export"]["classes"]
         step("report", lambda: report(ws))
     finally:
         ws.close()

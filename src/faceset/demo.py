@@ -54,6 +54,9 @@ class DemoReport:
     workspace: str
     files_made: int
     steps: list[StepResult] = field(default_factory=list)
+    dataset: str = ""  # where build put the dataset, its datasheet and the owner's report
+    datasheet: str = ""
+    report: str = ""
 
     @property
     def ok(self) -> bool:
@@ -160,9 +163,11 @@ def steps(out: Path, progress: bool) -> list[Step]:
         Step("find_duplicates", "faceset.curate", "find_duplicates", lambda fn, ws, ctx: fn(ws)),
         Step("cluster_people", "faceset.curate", "cluster_people", lambda fn, ws, ctx: fn(ws)),
         Step("assign_splits", "faceset.curate", "assign_splits", lambda fn, ws, ctx: fn(ws)),
-        Step("export", "faceset.export", "export",
-             lambda fn, ws, ctx: fn(ws, out / "dataset", format="imagefolder", what="crops", progress=progress)),
-        Step("report", "faceset.report", "report", lambda fn, ws, ctx: fn(ws, out / "report.html")),
+        # `faceset build` over the same collection and workspace: the stages above make it a resume
+        # (nothing new to ingest or scan), so it only adds the export, datasheet and report.
+        Step("build", "faceset.build", "build",
+             lambda fn, ws, ctx: fn([col, out / "from-a-friend.zip"], out, workspace=ws.root, labels="folder:album",
+                                    format="imagefolder", what="crops", **ing)),
         Step("status", "faceset.status", "workspace_status", lambda fn, ws, ctx: fn(ws)),
     ]
 
@@ -215,4 +220,7 @@ def demo(out: str | Path = "demo-out", *, progress: bool = True, stop_after: str
                 break
     finally:
         ws.close()
+    if "build" in ctx:
+        b = ctx["build"]
+        rep.dataset, rep.datasheet, rep.report = b.dataset, b.datasheet, b.report
     return rep

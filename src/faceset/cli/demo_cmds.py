@@ -28,7 +28,7 @@ def demo_cmd(
     stop_after: Optional[str] = typer.Option(None, "--stop-after", help="Stop after this step (e.g. ingest, scan)."),
     as_json: bool = JsonOpt,
 ):
-    """Build a messy photo collection offline and run the pipeline on it (ingest -> scan -> curate -> export)."""
+    """Build a messy photo collection offline and run the pipeline on it (ingest -> scan -> curate -> build)."""
     from ..demo import DemoError, demo
 
     def show(s):
@@ -51,8 +51,11 @@ def demo_cmd(
                 console.print(table(s.name, ["outcome", "count"], rows))
         console.print(table("demo steps", ["step", "status", "seconds", "note"],
                             [[s.name, s.status, s.seconds, s.detail or _brief(s.summary)] for s in rep.steps]))
-        console.print(f"collection: {rep.collection} ({rep.files_made} files)\nworkspace:  {rep.workspace}\n"
-                      f"try: faceset status -w {rep.workspace}")
+        console.print(f"collection: {rep.collection} ({rep.files_made} files)\nworkspace:  {rep.workspace}")
+        if rep.dataset:
+            console.print(f"dataset:    [bold]{rep.dataset}[/bold]\ndatasheet:  [bold]{rep.datasheet}[/bold]\n"
+                          f"report:     [bold]{rep.report}[/bold]")
+        console.print(f"try: faceset status -w {rep.workspace}")
 
     emit(as_json, rep.to_dict(), human)
     if not rep.ok:

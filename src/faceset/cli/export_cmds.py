@@ -124,6 +124,7 @@ def register(app: typer.Typer) -> None:
             fail(str(e))
         d = rep.to_dict()
         emit(as_json, d, lambda: console.print(
-            f"dataset:   [bold]{d['dataset']}[/bold] ({d['steps']['export']['items']} records)\n"
+            f"dataset:   [bold]{d['dataset']}[/bold] ({d['items']} records: "
+            f"{', '.join(f'{k} {v}' for k, v in d['classes'].items())})\n"
             f"datasheet: [bold]{d['datasheet']}[/bold]\nreport:    [bold]{d['report']}[/bold]\n"
             f"workspace: {d['workspace']}"))
