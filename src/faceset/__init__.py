@@ -3,8 +3,12 @@
 The library API mirrors the pipeline; the CLI is a thin layer over it::
 
     ws = faceset.init_workspace("ws")
-    faceset.ingest(ws, ["photos/"], license="CC-BY-4.0", consent="consent")
+    faceset.ingest(ws, ["photos/"], license="CC-BY-4.0", consent="consent", labels="folder:gender")
     faceset.scan(ws)
+    faceset.find_duplicates(ws); faceset.cluster_people(ws); faceset.assign_splits(ws, label="gender")
+    faceset.export(ws, "out", format="zip", label="gender")
+    faceset.forget(ws, ["selfie.jpg"])
+    faceset.train("ws", label="gender", backbone="face_embedding", out="models/gender")
 """
 
 from __future__ import annotations
@@ -21,7 +25,20 @@ def __getattr__(name: str):
     lazy = {
         "ingest": ("faceset.ingest", "ingest"),
         "scan": ("faceset.scan", "scan"),
+        "analyze": ("faceset.scan", "analyze"),
         "detect": ("faceset.scan", "detect"),
+        "find_duplicates": ("faceset.curate", "find_duplicates"),
+        "cluster_people": ("faceset.curate", "cluster_people"),
+        "assign_splits": ("faceset.curate", "assign_splits"),
+        "dataset_faces": ("faceset.curate", "dataset_faces"),
+        "export": ("faceset.export", "export"),
+        "refresh": ("faceset.export", "refresh"),
+        "report": ("faceset.report", "report"),
+        "build": ("faceset.build", "build"),
+        "forget": ("faceset.privacy.forget", "forget"),
+        "train": ("faceset.train", "train"),
+        "evaluate": ("faceset.train", "evaluate"),
+        "predict": ("faceset.train", "predict"),
     }
     if name in lazy:
         import importlib
