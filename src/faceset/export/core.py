@@ -26,7 +26,8 @@ from ..catalog import now
 from ..progress import bar
 from ..workspace import Workspace
 from .datasheet import render_datasheet
-from .encode import blur_boxes, clean, encode
+from ..privacy.blur import pixelate_faces
+from .encode import clean, encode
 from .select import Selection, select_items, split_order
 from .writers import FORMATS, make_writer
 
@@ -132,7 +133,7 @@ def _payload(ws: Workspace, item) -> tuple[bytes, str]:
     if item.blur_boxes:
         with Image.open(io.BytesIO(data)) as im:
             rgb = np.asarray(im.convert("RGB"))
-        return encode(blur_boxes(rgb, item.blur_boxes))
+        return encode(pixelate_faces(rgb, item.blur_boxes))
     return clean(data)
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from .. import imageio
 from ..workspace import Workspace
 from . import blocklist
+from .blur import pixelate_faces
 from .blocklist import distances, unit
 
 # Chosen on ../shared/data/identities by bench/forget.py (identity-disjoint 2-fold, UTKFace
@@ -40,8 +41,6 @@ DEFAULT_THRESHOLD = 0.36
 # A cluster is only followed when its centroid is this close to the selfie: tighter than
 # the face threshold because one bad merge would otherwise erase a stranger.
 DEFAULT_CLUSTER_RADIUS = 0.30
-# Pad the face box this much on every side before pixelating (hair, ears, jaw).
-BLUR_PAD = 0.35
 
 
 class ForgetError(Exception):
@@ -246,26 +245,6 @@ def contact_sheet(ws: Workspace, matches: list[Match], out: Path, cols: int = 8,
 # -- erasing --------------------------------------------------------------------
 
 
-def _pixelate(rgb: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
-    """Pixelate (8 blocks across) then blur each padded box: nothing of the face's detail survives."""
-    from PIL import Image, ImageFilter
-
-    im = Image.fromarray(rgb)
-    H, W = rgb.shape[:2]
-    for x, y, w, h in boxes:
-        px, py = w * BLUR_PAD, h * BLUR_PAD
-        x0, y0 = max(0, int(x - px)), max(0, int(y - py))
-        x1, y1 = min(W, int(np.ceil(x + w + px))), min(H, int(np.ceil(y + h + py)))
-        if x1 <= x0 or y1 <= y0:
-            continue
-        region = im.crop((x0, y0, x1, y1))
-        block = max(1, (x1 - x0) // 8)
-        small = region.resize((max(1, (x1 - x0) // block), max(1, (y1 - y0) // block)), Image.BILINEAR)
-        region = small.resize(region.size, Image.NEAREST).filter(ImageFilter.GaussianBlur(max(2, block // 2)))
-        im.paste(region, (x0, y0))
-    return np.asarray(im)
-
-
 def _blurred_copy(ws: Workspace, image_id: int, boxes, keep: list) -> tuple[str, str, int, dict]:
     """A new clean stored copy with ``boxes`` pixelated: (store key, pixel_sha, bytes, new face keys).
 
@@ -277,7 +256,7 @@ def _blurred_copy(ws: Workspace, image_id: int, boxes, keep: list) -> tuple[str,
 
     data = ws.image_bytes(image_id)
     lossy = data[:3] == b"\xff\xd8\xff"
-    blurred = _pixelate(imageio.decode(data, clean=False).rgb, boxes)
+    blurred = pixelate_faces(imageio.decode(data, clean=False).rgb, boxes)
     blob, _ = imageio.encode_clean(blurred, lossy)
     rgb = imageio.decode(blob, clean=False).rgb  # exactly what the store will hold
     recut = {}
