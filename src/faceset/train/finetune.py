@@ -20,6 +20,26 @@ from ..progress import bar
 from .features import Preprocess
 
 
+class EarlyStopping:
+    """Keep the weights of the best validation loss; say stop after ``patience`` epochs without a gain."""
+
+    def __init__(self, patience: int, min_delta: float = 1e-4):
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.state, self.bad = float("inf"), None, 0
+
+    def step(self, loss: float, model: torch.nn.Module) -> bool:
+        if loss < self.best - self.min_delta:
+            self.best, self.state, self.bad = loss, copy.deepcopy(model.state_dict()), 0
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+    def restore(self, model: torch.nn.Module) -> None:
+        if self.state is not None:
+            model.load_state_dict(self.state)
+
+
+
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -64,7 +84,7 @@ def fit(net: torch.nn.Module, head: torch.nn.Module, pre: Preprocess, xtr: torch
                                                  pct_start=min(0.5, max(0.1, 3.0 / steps)))
              if steps >= 10 else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
     w = (weights if weights is not None else torch.ones(len(ytr))).to(dev)
-    best, best_state, bad, seen, t_train, hist = float("inf"), None, 0, 0, 0.0, []
+    stop, seen, t_train, hist = EarlyStopping(patience), 0, 0.0, []
 
     def batches(x, idx):
         for i in range(0, len(idx), batch):
@@ -94,13 +114,9 @@ def fit(net: torch.nn.Module, head: torch.nn.Module, pre: Preprocess, xtr: torch
         t_train += time.perf_counter() - t0
         vloss, vacc = _val(model, xva, yva, batches, cuda)
         hist.append({"epoch": ep, "val_loss": vloss, "val_accuracy": vacc})
-        if vloss < best - 1e-4:
-            best, best_state, bad = vloss, copy.deepcopy(model.state_dict()), 0
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    model.load_state_dict(best_state)
+        if stop.step(vloss, model):
+            break
+    stop.restore(model)
     model.to("cpu").eval()
     return {"epochs": len(hist), "history": hist, "train_seconds": t_train,
             "images_per_s": seen / t_train if t_train else 0.0, "device": str(dev)}

@@ -8,7 +8,6 @@ stopping on the validation split, temperature scaling on validation for calibrat
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from .backbones import create
 from .data import Dataset, load_dataset, prepare_crops
 from .evaluate import metrics
 from .features import extract
+from .finetune import EarlyStopping
 
 
 MIN_CALIBRATION = 20  # val faces needed before a temperature is fitted
@@ -162,7 +162,7 @@ def fit_head(Xtr: np.ndarray, ytr: np.ndarray, wtr: np.ndarray, Xva: np.ndarray,
     wt = torch.from_numpy(np.repeat(wtr, 2))
     xv, yv = torch.from_numpy(Xva), torch.from_numpy(yva)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
-    best, best_state, bad, epoch = float("inf"), None, 0, 0
+    stop, epoch = EarlyStopping(patience), 0
     for epoch in range(1, max_epochs + 1):
         head.train()
         perm = torch.randperm(len(xt), generator=g)
@@ -177,13 +177,9 @@ def fit_head(Xtr: np.ndarray, ytr: np.ndarray, wtr: np.ndarray, Xva: np.ndarray,
             n = len(xv)
             p = torch.softmax(head(xv.reshape(n * 2, d)), 1).reshape(n, 2, -1).mean(1)
             vloss = float(F.nll_loss(torch.log(p.clamp_min(1e-8)), yv))
-        if vloss < best - 1e-4:
-            best, best_state, bad = vloss, copy.deepcopy(head.state_dict()), 0
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    head.load_state_dict(best_state)
+        if stop.step(vloss, head):
+            break
+    stop.restore(head)
     return head.eval(), epoch
 
 
