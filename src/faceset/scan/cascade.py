@@ -6,9 +6,11 @@ frame-filling faces; MMOD CNN finds those but costs seconds at full size. So:
 1. HOG (upsampled once) on a working copy (long side <= ``WORK_SIDE``) -- finds most faces fast.
    Strong HOG hits are accepted; weak ones must be confirmed by MMOD on a small crop.
 2. Only if nothing was accepted (most images stop at 1): cheap rescues first -- HOG on a padded,
-   downscaled copy (faces that fill or touch the frame) and on copies rotated by +-``ROT_ANGLE``
-   (tilted heads) -- then MMOD on the small padded copy (frame-filling and turned faces).
-   Rescue hits need MMOD's agreement (on a small crop, or MMOD's own confident detection).
+   downscaled copy (faces that fill or touch the frame) and on small copies rotated by
+   +-``ROT_ANGLE`` (tilted heads) -- then, only if one of those HOG passes saw a candidate, MMOD on a
+   tiny (``MMOD_SIDE``) padded copy (frame-filling and turned faces). Rescue hits need MMOD's
+   agreement (on a small crop, or MMOD's own confident detection). The rescue runs on every no-face
+   image, so each of its passes is sized for the big faces it is there to find.
 3. Landmarks (5-point) are fitted on the full-resolution image; a face whose landmarks are not
    face-like (eye distance, nose off the eye line) is dropped.
 
@@ -34,14 +36,15 @@ WORK_SIDE = 800          # long side of the main HOG pass
 HOG_UPSAMPLE = 1         # finds faces down to ~40 px in the working copy
 HOG_CANDIDATE = -0.4     # HOG hits above this are candidates (dlib's own cut is 0)
 HOG_ACCEPT = 0.35        # ... and above this are accepted without a second opinion
-RESCUE_SIDE = 224        # long side of the padded copy for the MMOD rescue (faces >= ~45% of the side)
+RESCUE_SIDE = 224        # long side of the padded copy for the HOG rescue
+MMOD_SIDE = 128          # long side of the padded copy for the MMOD rescue (MMOD's cost grows with area)
 RESCUE_PAD = 0.12        # border added on each side (fraction of the long side)
 MMOD_ACCEPT = 0.6        # MMOD confidence accepted on its own in the rescue pass
 MMOD_VERIFY = 0.0        # MMOD confidence that confirms a weak HOG hit on its crop
 MMOD_AGREE = 0.0         # ... or this, where a HOG hit >= HOG_AGREE overlaps it (two detectors agree)
 HOG_AGREE = -0.2
 ROT_ANGLE = 25.0
-ROT_SIDE = 640           # long side of the rotated copies (HOG without upsampling: faces >= ~80 px)
+ROT_SIDE = 400           # long side of the rotated copies (HOG without upsampling: faces >= ~80 px)
 VERIFY_FACE_PX = 80      # crop scale for MMOD verification (face ~ this many px: MMOD's smallest)
 VERIFY_MARGIN = 0.35     # context around the box in the verification crop
 MAX_VERIFY = 4           # weak candidates verified per pass (best scores first): bounds the cost
@@ -262,14 +265,20 @@ def _rescue(rgb: np.ndarray, main: list[Det], trace) -> list[Det]:
     h, w = rgb.shape[:2]
     p = int(RESCUE_PAD * max(h, w))
     k = RESCUE_SIDE / (max(h, w) + 2 * p)
-    small = resize(pad(rgb, p), k)
+    padded = pad(rgb, p)
+    small = resize(padded, k)
     dets: list[Det] = []
     for l, t, r, b, sc, i in hog_raw(small, 0):
         dets.append(Det(np.array([l, t, r, b], np.float64) / k - p, sc, "hog-pad", extra={"sub": i}))
     dets += _rotated(rgb)
     accepted = _verify(rgb, dets, trace, rescue=True)
-    if not accepted:  # frame-filling or turned faces: MMOD on the small padded copy
-        mm = [Det(np.array([l, t, r, b], np.float64) / k - p, c, "mmod") for l, t, r, b, c in mmod_raw(small)]
+    if not accepted and (dets or main):
+        # frame-filling or turned faces: MMOD on a small padded copy, only where some HOG pass saw a
+        # face-like candidate (MMOD costs more than the main pass; on the shared data every MMOD
+        # rescue had one, and no-face images mostly have none)
+        km = MMOD_SIDE / (max(h, w) + 2 * p)
+        tiny = resize(padded, km)
+        mm = [Det(np.array([l, t, r, b], np.float64) / km - p, c, "mmod") for l, t, r, b, c in mmod_raw(tiny)]
         for d in mm:  # a weak MMOD hit where HOG also saw a face: both detectors agree
             if d.score >= MMOD_AGREE and any(h.score >= HOG_AGREE and iou(d.box, h.box) >= 0.3 for h in dets + main):
                 d.extra["agree"] = True
