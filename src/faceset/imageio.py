@@ -193,11 +193,8 @@ def strip_jpeg(data: bytes) -> bytes | None:
         seg = data[i:i + 2 + seglen]
         if m == 0xDA:  # start of scan: copy the rest up to EOI, drop any trailer (MPF images, vendor junk)
             end = data.find(b"\xff\xd9", i + 2 + seglen)
-            body = data[i:] if end < 0 else data[i:end + 2]
-            out += body
-            if end < 0:
-                out += b"\xff\xd9"
-            return bytes(out)
+            body = memoryview(data)[i:] if end < 0 else memoryview(data)[i:end + 2]
+            return b"".join((out, body, b"" if end >= 0 else b"\xff\xd9"))  # one copy of a large scan
         if m == 0xE0:
             if seg[4:9] == b"JFIF\x00" and seglen >= 16:
                 payload = seg[4:16] + b"\x00\x00"  # identifier, version, units, density; no thumbnail
