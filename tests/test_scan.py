@@ -178,10 +178,15 @@ def test_blocklisted_person_is_not_stored(ws, sws, data_dir):
     add_template(ws, emb[:3], radius=0.5)
     _ingest(ws, sorted((data_dir / "identities" / "john_salley").glob("*.jpg"))[3:6]
             + sorted((data_dir / "identities" / "george_clooney").glob("*.jpg"))[:1])
+    stored = {r[0] for r in ws.catalog.q("SELECT store_key FROM images")}
     rep = scan(ws, workers=1, progress=False)
     assert rep.blocked == 3 and rep.ok == 1
-    assert ws.catalog.scalar("SELECT COUNT(*) FROM images WHERE status='no_face' AND status_reason='blocked'") == 3
+    # Photos whose only face is blocked are erased outright: rows, original paths and stored copies.
+    assert ws.catalog.scalar("SELECT COUNT(*) FROM images") == 1
+    assert ws.catalog.scalar("SELECT COUNT(*) FROM files") == 1
     assert ws.catalog.scalar("SELECT COUNT(*) FROM faces") == 1
+    kept = ws.catalog.scalar("SELECT store_key FROM images")
+    assert [k for k in stored if ws.store.exists(k)] == [kept]
 
 
 def test_contact_sheets(sws, tmp_path):
