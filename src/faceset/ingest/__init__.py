@@ -43,8 +43,8 @@ from .sources import IngestError, Item, Source, open_source, row_value
 __all__ = ["ingest", "check_request", "IngestReport", "IngestError"]
 
 PER_ROW = "per-row"  # sources.license/consent when only the manifest rows carry them
-BATCH_ITEMS = 64
-BATCH_SECONDS = 1.0
+BATCH_ITEMS = 1024  # one store syncfs + one transaction per batch: syncfs costs ~10 ms on a busy disk,
+BATCH_SECONDS = 1.0  # so small batches stalled the parent (64 -> 1024: +20% chips/s); a kill loses <= 1 s
 MAX_REJECTS_LISTED = 1000
 
 
