@@ -1,4 +1,4 @@
-"""Bytes that may leave the workspace: metadata-free images, bystanders blurred.
+"""Bytes that may leave the workspace: metadata-free images.
 
 The store should already hold clean copies, but an export is the last gate
 before data leaves the owner's machine, so every image is checked again and
@@ -12,6 +12,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from ..imageio import strip_jpeg
+
 # Keys PIL puts in ``info`` that carry no personal data (decoder/format hints).
 _HARMLESS = {
     "jfif", "jfif_version", "jfif_unit", "jfif_density", "dpi", "progressive", "progression",
@@ -22,30 +24,6 @@ _EXT = {"JPEG": "jpg", "PNG": "png"}
 
 # PNG chunks that carry pixels or rendering hints only; anything else (tEXt, eXIf, iCCP, tIME...) is re-encoded.
 _PNG_OK = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"bKGD", b"pHYs"}
-
-
-def _bare_jpeg(d: bytes) -> bool:
-    """Walk the JPEG header segments up to SOS: only JFIF APP0, Adobe APP14, tables and frame headers allowed."""
-    if d[:2] != b"\xff\xd8":
-        return False
-    i, n = 2, len(d)
-    while i + 4 <= n:
-        if d[i] != 0xFF:
-            return False
-        m = d[i + 1]
-        if m == 0xFF:  # fill byte
-            i += 1
-            continue
-        if m == 0xDA:  # start of scan: the header is over
-            return True
-        if m == 0x01 or 0xD0 <= m <= 0xD7:
-            i += 2
-            continue
-        length = (d[i + 2] << 8) | d[i + 3]
-        if m == 0xFE or (0xE1 <= m <= 0xEF and m != 0xEE) or (m == 0xE0 and d[i + 4:i + 9] != b"JFIF\0"):
-            return False  # COM, APP1 (EXIF/XMP), APP2 (ICC/MPF), APP13 (IPTC), JFXX thumbnails, ...
-        i += 2 + length
-    return False
 
 
 def _bare_png(d: bytes) -> bool:
@@ -70,7 +48,7 @@ def clean(data: bytes) -> tuple[bytes, str]:
     store's copies are already bare) ~10x faster than opening with PIL; anything it
     does not recognise as bare goes the slow, safe way: decode and re-encode.
     """
-    if _bare_jpeg(data):
+    if data[:2] == b"\xff\xd8" and strip_jpeg(data) == data:  # nothing for ingest's stripper to drop
         return data, "jpg"
     if _bare_png(data):
         return data, "png"
