@@ -155,6 +155,10 @@ MIGRATIONS: list[str] = [
 ]
 
 
+class SchemaTooNew(Exception):
+    """The catalog was written by a newer faceset; we never downgrade or guess."""
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -202,7 +206,7 @@ class Catalog:
         c = self.conn
         v = self.schema_version
         if v > len(MIGRATIONS):
-            raise RuntimeError(
+            raise SchemaTooNew(
                 f"catalog {self.path} has schema v{v}, this faceset knows v{len(MIGRATIONS)}: upgrade faceset"
             )
         for i in range(v, len(MIGRATIONS)):

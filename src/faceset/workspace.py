@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .catalog import Catalog
+from .catalog import Catalog, SchemaTooNew
 from .store import Store
 
 DEFAULT_WORKSPACE = "faceset-workspace"
@@ -105,4 +105,8 @@ def open_workspace(path: str | Path | None = None, create: bool = False) -> Work
 
 
 def _open(root: Path) -> Workspace:
-    return Workspace(root=root, catalog=Catalog(root / "catalog.db"), store=Store(root / "store"))
+    try:
+        catalog = Catalog(root / "catalog.db")
+    except SchemaTooNew as e:
+        raise WorkspaceError(str(e)) from None
+    return Workspace(root=root, catalog=catalog, store=Store(root / "store"))
