@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from faceset.imageio import Rejected, decode, jpeg_sha, pixel_sha, strip_jpeg
+from faceset.imageio import Rejected, decode, jpeg_sha, strip_jpeg
 
 
 def enc(im: Image.Image, fmt: str, **kw) -> bytes:

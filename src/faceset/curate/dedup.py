@@ -22,7 +22,7 @@ import numpy as np
 from ..progress import bar
 from ..workspace import Workspace
 from .graph import UnionFind, knn
-from .phash import from_hex, hamming, near_pairs, phash, to_hex
+from .phash import from_hex, near_pairs, phash, to_hex
 
 PHASH_RADIUS = 10  # candidate pairs
 PHASH_CLOSE = 4  # hash this close: faces may differ as much as a mirror or a recolour does
@@ -195,11 +195,3 @@ def contact_sheet(ws: Workspace, groups: list[DupGroup], *, thumb: int = 112, ma
     out = ws.sheets_dir / "duplicates.png"
     sheet.save(out)
     return out
-
-
-def dup_groups(ws: Workspace) -> list[list[int]]:
-    """Current groups from images.dup_of: [kept, dup, dup, ...] (used by splits)."""
-    out: dict[int, list[int]] = {}
-    for r in ws.catalog.q("SELECT id, dup_of FROM images WHERE dup_of IS NOT NULL ORDER BY id"):
-        out.setdefault(r["dup_of"], [r["dup_of"]]).append(r["id"])
-    return list(out.values())
