@@ -17,14 +17,11 @@ from typing import Iterator
 import numpy as np
 
 from .catalog import Catalog, SchemaTooNew
+from .errors import WorkspaceError
 from .store import Store
 
 DEFAULT_WORKSPACE = "faceset-workspace"
 MARKER = "faceset.json"
-
-
-class WorkspaceError(Exception):
-    """Fatal, user-facing problem with a workspace (CLI exits 2 with this message)."""
 
 
 def default_path() -> Path:
