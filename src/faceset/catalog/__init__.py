@@ -25,6 +25,7 @@ from .blocklist import Blocklist
 from .settings import Settings
 from .audit import Audit
 from .selection import Selection
+from .integrity import Integrity
 from .db import Database, SchemaTooNew, chunks, now, placeholders, split_sql
 from .schema import (
     CONSENT_BASES,
@@ -93,3 +94,7 @@ class Catalog(Database):
     @cached_property
     def selection(self) -> Selection:
         return Selection(self)
+
+    @cached_property
+    def integrity(self) -> Integrity:
+        return Integrity(self)
