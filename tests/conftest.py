@@ -101,3 +101,23 @@ def utk_ws(tmp_path_factory, data_dir) -> Path:
     assert rep.errors == 0, rep.error_list
     w.close()
     return root
+
+
+# -- markers for `make test-fast` (-m "not slow"), set here so test files need no decorators ----------------------
+import re as _re  # noqa: E402
+
+SLOW_FILES = {"test_train.py"}  # training: feature caches, heads, ONNX, fine-tuning
+SLOW_NODES = {"test_docs_run.py::test_doc_commands_run"}  # runs every documented command (~2 min)
+_KILL9 = _re.compile(r"kill_?9|killed")  # real SIGKILL of a CLI process, then a rerun
+_RAY = _re.compile(r"(^|_)ray(_|$)")  # starts a local Ray cluster
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        fname = item.path.name
+        name = item.originalname if hasattr(item, "originalname") else item.name
+        if _RAY.search(name):
+            item.add_marker(pytest.mark.ray)
+            item.add_marker(pytest.mark.slow)
+        if fname in SLOW_FILES or f"{fname}::{name}" in SLOW_NODES or _KILL9.search(name):
+            item.add_marker(pytest.mark.slow)

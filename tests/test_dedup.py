@@ -5,9 +5,9 @@ import hashlib
 import json
 from collections import defaultdict
 
+from conftest import read_labels
 from faceset import open_workspace
 from faceset.curate import find_duplicates
-from conftest import read_labels
 
 
 def _image_of(ws, path):

@@ -12,7 +12,7 @@ from conftest import read_labels
 dlib = pytest.importorskip("dlib")
 torch = pytest.importorskip("torch")
 
-from faceset.models import face_model  # noqa: E402
+from faceset.model_files import face_model  # noqa: E402
 from faceset.scan.dlib_resnet import (  # noqa: E402
     DlibFormatError,
     embed_chips_torch,

@@ -86,7 +86,7 @@ def world(curated_ws, tmp_path_factory, data_dir):
     for what, out in exports.items():
         export(ws, out, format="imagefolder", what=what, faces="all", progress=False)
     # A cache file like the training helper's feature caches, holding every embedding.
-    _, emb = ws.face_embeddings()
+    _, emb = ws.catalog.faces.embeddings()
     (ws.cache_dir / "features").mkdir(exist_ok=True)
     (ws.cache_dir / "features" / "train.npy").write_bytes(emb.tobytes())
     from faceset.report import report

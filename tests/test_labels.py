@@ -108,3 +108,21 @@ def test_label_cli(uws, tmp_path):
     bad.write_text("foo,bar\n1,2\n")
     res = r.invoke(app, ["label", "import", str(bad), "-w", str(uws.root)])
     assert res.exit_code == 2
+
+
+def test_bad_arguments_are_usage_errors(ws, tmp_path):
+    from faceset.errors import NotFound, UsageError
+
+    with pytest.raises(UsageError, match="no image has a label 'gender'"):
+        label_noise(ws, "gender")
+    with pytest.raises(UsageError, match="no image has a label"):
+        label_conflicts(ws, label="gender")
+    with pytest.raises(UsageError, match="tolerance"):
+        label_conflicts(ws, numeric_tolerance=-1)
+    with pytest.raises(UsageError, match="no image has a label"):
+        export_labels(ws, tmp_path / "out.csv", label="gender")
+    with pytest.raises(NotFound):
+        import_labels(ws, tmp_path / "missing.csv")
+    (tmp_path / "bad.csv").write_text("foo,bar\n1,2\n")
+    with pytest.raises(UsageError, match="need columns"):
+        import_labels(ws, tmp_path / "bad.csv")

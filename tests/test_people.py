@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import read_labels
 from faceset import init_workspace, open_workspace
 from faceset.cli import app
 from faceset.curate import assign_splits, cluster_people, find_duplicates
-from conftest import read_labels
 
 
 def _main_identity(ws):
@@ -162,4 +162,21 @@ def test_interrupted_clustering_writes_nothing_and_rerun_completes(curated_ws, t
     for f, p in want.items():
         old[p].add(f)
     assert sorted(map(sorted, inv.values())) == sorted(map(sorted, old.values()))
+    ws.close()
+
+
+def test_refresh_centroids_of_some_people_matches_a_full_refresh(curated_ws, tmp_path):
+    shutil.copytree(curated_ws, tmp_path / "ws")
+    ws = open_workspace(tmp_path / "ws")
+    want = {r[0]: (r[1], r[2]) for r in ws.catalog.q("SELECT id, n_faces, centroid FROM people")}
+    some = sorted(want)[::3]
+    with ws.catalog.tx() as c:
+        c.execute("UPDATE people SET n_faces=0, centroid=NULL")
+        ws.catalog.people.refresh_centroids(some)
+    got = {r[0]: (r[1], r[2]) for r in ws.catalog.q("SELECT id, n_faces, centroid FROM people")}
+    assert {p: got[p] for p in some} == {p: want[p] for p in some}
+    assert all(got[p] == (0, None) for p in want if p not in some)
+    with ws.catalog.tx():
+        ws.catalog.people.refresh_centroids()
+    assert {r[0]: (r[1], r[2]) for r in ws.catalog.q("SELECT id, n_faces, centroid FROM people")} == want
     ws.close()

@@ -79,3 +79,15 @@ def test_one_face_per_photo_keeps_the_best_and_respects_assigned_faces():
     lab = _cluster(x[3:], x[:3], np.array([7, 7, 7]), 0.5, 30, 0, images=images[3:], priority=quality[3:],
                    taken=[(7, 12)])
     assert lab[0] < 0
+
+
+def test_threshold_outside_the_distance_range_is_a_usage_error(ws):
+    import pytest
+
+    from faceset.curate import cluster_people
+    from faceset.errors import UsageError
+
+    for bad in (0, -0.1, 2, 5):
+        with pytest.raises(UsageError, match="threshold"):
+            cluster_people(ws, threshold=bad, progress=False)
+    assert cluster_people(ws, progress=False).faces == 0  # an empty workspace is fine

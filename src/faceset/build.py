@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .catalog.schema import EXPORT_FORMATS, EXPORT_WHAT
+from .engines import ENGINES
+from .errors import UsageError
 from .workspace import Workspace, open_workspace
 
 STEPS = ("ingest", "scan", "duplicates", "people", "splits", "export", "report")
@@ -47,7 +50,7 @@ def pick_label(ws: Workspace, label: str | None) -> str | None:
     """The class label: the one asked for, else the workspace's only label name, else none."""
     if label:
         return label
-    names = [r[0] for r in ws.catalog.q("SELECT DISTINCT name FROM labels WHERE value != '' ORDER BY 1")]
+    names = ws.catalog.labels.names_with_values()
     return names[0] if len(names) == 1 else None
 
 
@@ -79,7 +82,11 @@ def build(
     from .report import report
     from .scan import scan
 
-    # Refuse a bad request (no licence/consent, missing SRC, bad label spec) before creating anything.
+    # Refuse a bad request (bad option, no licence/consent, missing SRC, bad label spec) before creating anything.
+    for opt, value, allowed in (("--format", format, EXPORT_FORMATS), ("--what", what, EXPORT_WHAT),
+                                ("--engine", engine, ENGINES)):
+        if value not in allowed:
+            raise UsageError(f"{opt} {value!r}: choose one of {', '.join(allowed)}")
     check_request(list(sources), license=license, consent=consent, labels=labels, label_map=label_map)
     out = Path(out).expanduser().resolve()
     ws_path = Path(workspace).expanduser().resolve() if workspace else out / "workspace"

@@ -7,8 +7,8 @@ re-encode and a sideways photo with an EXIF rotation tag (near duplicates), GPS 
 a truncated JPEG, an empty file, a text file named .jpg, a cat, objects, and a zip with a
 member that tries to escape its folder.
 
-The pipeline is a list of ``Step``s; each calls a library entry point if it is importable and
-implemented, otherwise it is reported as skipped, so later stages plug in without changing this file's shape.
+The pipeline is a list of ``Step``s, each naming a library entry point and how to call it; a step
+that fails is reported and the demo goes on, so it shows how far the pipeline gets.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from .errors import UsageError
 from .workspace import Workspace, init_workspace
 
 MARKER = ".faceset-demo"
@@ -34,14 +35,14 @@ CONSENT = "public_domain"
 N_LFW_FACES = 12  # lfw_subset: first 100 are faces; a few keep the demo quick
 
 
-class DemoError(Exception):
-    """The output folder is not usable (CLI: exit 2)."""
+class DemoError(UsageError):
+    """The output folder (or another argument) is not usable (CLI: exit 2)."""
 
 
 @dataclass
 class StepResult:
     name: str
-    status: str  # ok | skipped | failed
+    status: str  # ok | skipped (its entry point does not exist) | failed
     seconds: float = 0.0
     summary: dict = field(default_factory=dict)
     detail: str = ""
@@ -150,7 +151,7 @@ def _summary(x: Any) -> dict:
 
 
 def steps(out: Path, progress: bool) -> list[Step]:
-    """The demo pipeline, in order. A step whose entry point is missing or unimplemented is skipped."""
+    """The demo pipeline, in order."""
     col = out / "collection"
     ing = dict(license=LICENSE, consent=CONSENT, progress=progress)
 
@@ -173,6 +174,7 @@ def steps(out: Path, progress: bool) -> list[Step]:
 
 
 def _entry(module: str, attr: str):
+    """The step's entry point, or None when it cannot be imported (the step is then skipped)."""
     try:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError):
@@ -181,11 +183,16 @@ def _entry(module: str, attr: str):
 
 def demo(out: str | Path = "demo-out", *, progress: bool = True, stop_after: str | None = None,
          on_step: Callable[[StepResult], None] | None = None) -> DemoReport:
-    """Make the messy collection in ``out/collection`` and run every available stage into ``out/workspace``.
+    """Make the messy collection in ``out/collection`` and run every stage into ``out/workspace``.
 
     Starts fresh each time (an earlier demo folder is replaced; any other non-empty folder is refused).
+    ``stop_after`` names a step (e.g. ``ingest``, ``scan``); an unknown name is a ``DemoError``.
     """
     out = Path(out).expanduser().resolve()
+    pipeline = steps(out, progress)
+    names = [st.name for st in pipeline]
+    if stop_after is not None and stop_after not in names:
+        raise DemoError(f"--stop-after {stop_after!r}: not a demo step (steps: {', '.join(names)})")
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).exists():
             raise DemoError(f"{out} exists, is not empty and is not a faceset demo folder: choose another --out")
@@ -197,19 +204,16 @@ def demo(out: str | Path = "demo-out", *, progress: bool = True, stop_after: str
     rep = DemoReport(out=str(out), collection=str(out / "collection"), workspace=str(ws.root), files_made=n)
     ctx: dict = {}
     try:
-        for st in steps(out, progress):
+        for st in pipeline:
             fn = _entry(st.module, st.attr)
             t = time.perf_counter()
             if fn is None:
-                res = StepResult(st.name, "skipped", detail=f"{st.module}.{st.attr} is not available yet")
+                res = StepResult(st.name, "skipped", detail=f"{st.module}.{st.attr} does not exist")
             else:
                 try:
                     r = st.call(fn, ws, ctx)
                     ctx[st.name] = r
                     res = StepResult(st.name, "ok", summary=_summary(r))
-                except NotImplementedError as e:
-                    res = StepResult(st.name, "skipped", detail=f"not implemented yet ({e})" if str(e) else
-                                     "not implemented yet")
                 except Exception as e:  # keep going: the demo shows how far the pipeline gets
                     res = StepResult(st.name, "failed", detail=f"{type(e).__name__}: {e}".splitlines()[0][:300])
             res.seconds = round(time.perf_counter() - t, 2)

@@ -221,6 +221,20 @@ def encode_clean(rgb: np.ndarray, lossy: bool) -> tuple[bytes, str]:
     return buf.getvalue(), "png"
 
 
+def encode_png(a: np.ndarray) -> bytes:
+    """A face chip as PNG: a fresh image, so no metadata is written."""
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def encode_jpeg(a: np.ndarray, q: int = 95) -> bytes:
+    """A face crop as JPEG (quality ``q``), metadata-free."""
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=q)
+    return buf.getvalue()
+
+
 def decode(
     data: bytes,
     *,

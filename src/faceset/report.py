@@ -128,15 +128,9 @@ def report(ws: Workspace, out: str | Path | None = None) -> ReportResult:
         [[st["images"], st["faces"], st["people"], st["rejected_files"], *st["images_by_status"].values()]]))
 
     # Class balance per split: main faces, their person's split, their photo's labels.
-    rows = c.q("""SELECT l.name, l.value, COALESCE(p.split, 'unsplit') AS split, COUNT(*) AS n
-                  FROM faces f JOIN labels l ON l.image_id = f.image_id
-                  LEFT JOIN people p ON p.id = f.person_id
-                  JOIN images i ON i.id = f.image_id
-                  WHERE f.is_main = 1 AND i.dup_of IS NULL AND l.value != ''
-                  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""")
     by_label: dict[str, dict[str, Counter]] = {}
-    for r in rows:
-        by_label.setdefault(r["name"], {}).setdefault(r["split"], Counter())[r["value"]] = r["n"]
+    for name, value, split, n in c.labels.main_face_balance():
+        by_label.setdefault(name, {}).setdefault(split, Counter())[value] = n
     parts.append("<h2>Class balance per split</h2>")
     if not by_label:
         parts.append("<p>No labels yet.</p>")
@@ -152,39 +146,37 @@ def report(ws: Workspace, out: str | Path | None = None) -> ReportResult:
         ["source", "kind", "licence", "consent", "images", "rejected"],
         [[s["name"], s["kind"], s["license"], s["consent"], s["images"], s["rejected"]] for s in st["sources"]]))
 
-    faces = c.q("SELECT w, h, quality FROM faces")
+    faces = c.faces.sizes()
     parts.append("<h2>Faces</h2>")
     if faces:
-        sizes = [max(r["w"], r["h"]) for r in faces]
-        qual = [r["quality"] for r in faces if r["quality"] is not None]
+        sizes = [max(r.w, r.h) for r in faces]
+        qual = [r.quality for r in faces if r.quality is not None]
         plots.append(("face size", _plot(_hist(sizes, "face size", "box side (px)"))))
         parts.append(f"<img src='{plots[-1][1]}' alt='face size histogram'>")
         if qual:
             plots.append(("quality", _plot(_hist(qual, "face quality", "quality score"))))
             parts.append(f"<img src='{plots[-1][1]}' alt='quality histogram'>")
-        status = Counter(r[0] for r in c.q("SELECT status FROM faces"))
-        parts.append(_table(["face status", "count"], sorted(status.items())))
-        low = c.q("""SELECT id, chip_key, size, blur, brightness, yaw, quality FROM faces
-                     WHERE status = 'low_quality' AND chip_key IS NOT NULL ORDER BY quality, id""")
+        parts.append(_table(["face status", "count"], sorted(c.faces.count_by_status().items())))
+        low = c.faces.low_quality()
         if low:
             parts.append(f"<h3>Low-quality faces ({len(low)}), left out of exports by default</h3><div class='row'>")
             for r in low[:MAX_REJECTED_THUMBS]:
-                t = _thumb(ws, key=r["chip_key"])
+                t = _thumb(ws, key=r.chip_key)
                 n_thumbs += t is not None
-                why = ", ".join(f"{k} {r[k]:.3g}" for k in ("quality", "size", "blur", "yaw") if r[k] is not None)
-                parts.append(f"<figure><img src='{t or ''}' alt='face {r['id']}'><figcaption>{html.escape(why)}"
+                why = ", ".join(f"{k} {getattr(r, k):.3g}" for k in ("quality", "size", "blur", "yaw")
+                                if getattr(r, k) is not None)
+                parts.append(f"<figure><img src='{t or ''}' alt='face {r.id}'><figcaption>{html.escape(why)}"
                              "</figcaption></figure>")
             parts.append("</div>")
     else:
         parts.append("<p>No faces yet (run <code>faceset scan</code>).</p>")
 
-    per_person = [r[0] for r in c.q(
-        "SELECT COUNT(DISTINCT image_id) FROM faces WHERE person_id IS NOT NULL GROUP BY person_id")]
+    per_person = c.people.photo_counts()
     parts.append("<h2>Photos per person</h2>")
     if per_person:
         plots.append(("photos per person", _plot(_hist(per_person, "photos per person", "photos",
                                                        bins=min(30, max(per_person))))))
-        splits = {r[0] or "unsplit": r[1] for r in c.q("SELECT split, COUNT(*) FROM people GROUP BY 1")}
+        splits = {k or "unsplit": n for k, n in c.people.count_by_split().items()}
         splits = {k: splits[k] for k in sorted(splits, key=split_order)}
         parts.append(f"<img src='{plots[-1][1]}' alt='photos per person'>"
                      + _table(["people", "median photos", "max photos", *[f"split {k}" for k in splits]],
@@ -192,9 +184,7 @@ def report(ws: Workspace, out: str | Path | None = None) -> ReportResult:
     else:
         parts.append("<p>No people yet (run <code>faceset people</code>).</p>")
 
-    groups: dict[int, list[int]] = {}
-    for r in c.q("SELECT id, dup_of FROM images WHERE dup_of IS NOT NULL ORDER BY dup_of, id"):
-        groups.setdefault(r["dup_of"], []).append(r["id"])
+    groups = c.images.duplicate_groups()
     parts.append(f"<h2>Duplicate groups ({len(groups)})</h2><p>First image kept, the others left out of exports.</p>")
     for kept, dups in list(groups.items())[:MAX_DUP_GROUPS]:
         cells = []
@@ -204,26 +194,26 @@ def report(ws: Workspace, out: str | Path | None = None) -> ReportResult:
             cells.append(f"<figure><img src='{t or ''}' alt='image {iid}'><figcaption>#{iid} {tag}</figcaption></figure>")
         parts.append("<div class='row'>" + "".join(cells) + "</div>")
 
-    rejected = c.q("SELECT id, status, status_reason FROM images WHERE status IN ('no_face', 'error') ORDER BY id")
+    rejected = c.images.unusable(-1)
     parts.append(f"<h2>Rejected images ({len(rejected)})</h2><div class='row'>")
     for r in rejected[:MAX_REJECTED_THUMBS]:
-        t = _thumb(ws, r["id"])
+        t = _thumb(ws, r.id)
         n_thumbs += t is not None
-        why = r["status_reason"] or r["status"]
-        parts.append(f"<figure><img src='{t or ''}' alt='image {r['id']}'><figcaption>#{r['id']} "
+        why = r.status_reason or r.status
+        parts.append(f"<figure><img src='{t or ''}' alt='image {r.id}'><figcaption>#{r.id} "
                      f"{html.escape(str(why))}</figcaption></figure>")
     parts.append("</div>")
-    files = c.q("SELECT path, reason_code, reason FROM files WHERE outcome='rejected' ORDER BY id")
+    files = c.images.rejected_files()
     if files:
         parts.append(f"<h3>Files rejected at ingest ({len(files)})</h3>" + _table(
-            ["file", "reason", "detail"], [[Path(r["path"]).name, r["reason_code"], r["reason"]] for r in files[:500]]))
+            ["file", "reason", "detail"], [[Path(r.path).name, r.reason_code, r.reason] for r in files[:500]]))
 
-    exports = c.q("SELECT id, path, format, what, created_at, stale, stale_reason FROM exports ORDER BY id")
+    exports = c.exports.all()
     if exports:
         parts.append("<h2>Exports</h2>" + _table(
             ["id", "path", "format", "what", "created", "stale"],
-            [[r["id"], r["path"], r["format"], r["what"], r["created_at"], (r["stale_reason"] or "yes") if r["stale"]
-              else "no"] for r in exports]))
+            [[r.id, r.path, r.format, r.what, r.created_at, (r.stale_reason or "yes") if r.stale else "no"]
+             for r in exports]))
 
     page = _PAGE.format(title=html.escape(f"faceset report: {ws.root.name}"), when=now(), body="\n".join(parts))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .errors import UsageError
 from .workspace import Workspace
 
 TILE = 128
@@ -54,28 +55,29 @@ def _grid(tiles: list[tuple[Image.Image, str]], cols: int, title: str) -> Image.
 def _items(ws: Workspace, kind: str, limit: int):
     c = ws.catalog
     if kind == "faces":
-        rows = c.q("SELECT id, image_id, chip_key, score, is_main FROM faces WHERE status='ok' AND chip_key IS NOT NULL "
-                   "ORDER BY image_id, idx LIMIT ?", (limit,))
-        return [(ws.store.get(r["chip_key"]), f"#{r['image_id']}{'*' if r['is_main'] else ''} s={r['score']:.2f}")
-                for r in rows]
+        return [(ws.store.get(f.chip_key), f"#{f.image_id}{'*' if f.is_main else ''} s={f.score:.2f}")
+                for f in c.faces.sheet_chips("ok", limit)]
     if kind == "low_quality":
-        rows = c.q("SELECT image_id, chip_key, size, blur FROM faces WHERE status='low_quality' "
-                   "AND chip_key IS NOT NULL ORDER BY quality LIMIT ?", (limit,))
-        return [(ws.store.get(r["chip_key"]), f"#{r['image_id']} {r['size']:.0f}px b={r['blur']:.0f}") for r in rows]
-    rows = c.q("SELECT id, store_key, status, status_reason FROM images WHERE status IN ('no_face','error') "
-               "ORDER BY id LIMIT ?", (limit,))
-    return [(ws.store.get(r["store_key"]), f"#{r['id']} {r['status_reason'] or r['status']}") for r in rows]
+        return [(ws.store.get(f.chip_key), f"#{f.image_id} {f.size:.0f}px b={f.blur:.0f}")
+                for f in c.faces.sheet_chips("low_quality", limit)]
+    return [(ws.store.get(im.store_key), f"#{im.id} {im.status_reason or im.status}")
+            for im in c.images.unusable(limit)]
 
 
 def contact_sheets(ws: Workspace, *, out: str | Path | None = None, kinds=KINDS, limit: int = 200,
                    cols: int = 10, per_sheet: int = 100) -> SheetReport:
     """Write ``<kind>-<n>.png`` sheets; returns their paths. Empty kinds get no sheet."""
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise UsageError(f"unknown sheet kind {bad[0]!r}: choose from {', '.join(KINDS)}")
+    if limit < 0:
+        raise UsageError(f"--limit must be >= 0 (got {limit})")
+    if cols < 1 or per_sheet < 1:
+        raise UsageError("a sheet needs at least one column and one item")
     out = Path(out) if out else ws.sheets_dir
     out.mkdir(parents=True, exist_ok=True)
     rep = SheetReport()
     for kind in kinds:
-        if kind not in KINDS:
-            raise ValueError(f"unknown sheet kind {kind!r}: choose from {', '.join(KINDS)}")
         items = _items(ws, kind, limit)
         rep.counts[kind] = len(items)
         rep.sheets[kind] = []

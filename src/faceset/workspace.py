@@ -12,7 +12,6 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -47,9 +46,10 @@ class Workspace:
         p.mkdir(exist_ok=True)
         return p
 
-    # -- reading images and faces ---------------------------------------
+    # -- reading images ------------------------------------------------
     def image_bytes(self, image_id: int) -> bytes:
-        key = self.catalog.scalar("SELECT store_key FROM images WHERE id=?", (image_id,))
+        """The stored copy's bytes (oriented, metadata-free). Faces: ``catalog.faces.embeddings(...)``."""
+        key = self.catalog.images.store_key(image_id)
         if key is None:
             raise KeyError(f"no image {image_id}")
         return self.store.get(key)
@@ -60,22 +60,6 @@ class Workspace:
 
         with Image.open(io.BytesIO(self.image_bytes(image_id))) as im:
             return np.asarray(im.convert("RGB"))
-
-    def face_embeddings(self, where: str = "embedding IS NOT NULL", params=()) -> tuple[np.ndarray, np.ndarray]:
-        """(face ids, float32[n, 128]) for faces matching ``where``."""
-        rows = self.catalog.q(f"SELECT id, embedding FROM faces WHERE {where} ORDER BY id", params)
-        ids = np.array([r["id"] for r in rows], dtype=np.int64)
-        emb = (
-            np.frombuffer(b"".join(r["embedding"] for r in rows), dtype=np.float32).reshape(-1, 128)
-            if rows
-            else np.zeros((0, 128), np.float32)
-        )
-        return ids, emb
-
-    def iter_images(self, status: str | None = None) -> Iterator[dict]:
-        sql = "SELECT * FROM images" + (" WHERE status=?" if status else "") + " ORDER BY id"
-        for r in self.catalog.conn.execute(sql, (status,) if status else ()):
-            yield dict(r)
 
     def close(self) -> None:
         self.catalog.close()

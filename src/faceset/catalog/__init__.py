@@ -14,19 +14,17 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from .sources import Sources
-from .images import Images
-from .faces import Faces
-from .people import People
-from .labels import Labels
-from .exports import Exports
-from .consent import Consent
-from .blocklist import Blocklist
-from .settings import Settings
 from .audit import Audit
-from .selection import Selection
-from .integrity import Integrity
+from .blocklist import Blocklist
+from .consent import Consent
 from .db import Database, SchemaTooNew, chunks, now, placeholders, split_sql
+from .exports import Exports
+from .faces import Faces
+from .images import Images
+from .integrity import Integrity
+from .review import Review
+from .labels import Labels
+from .people import People
 from .schema import (
     CONSENT_BASES,
     FACE_STATUSES,
@@ -38,6 +36,9 @@ from .schema import (
     SPLITS,
     STORE_KEY_COLUMNS,
 )
+from .selection import Selection
+from .settings import Settings
+from .sources import Sources
 
 __all__ = [
     "Catalog", "SchemaTooNew", "now", "MIGRATIONS", "CONSENT_BASES", "IMAGE_STATUSES", "FACE_STATUSES",
@@ -98,3 +99,7 @@ class Catalog(Database):
     @cached_property
     def integrity(self) -> Integrity:
         return Integrity(self)
+
+    @cached_property
+    def review(self) -> Review:
+        return Review(self)

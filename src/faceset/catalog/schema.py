@@ -23,6 +23,9 @@ SPLITS = ("train", "val", "test")
 SOURCE_KINDS = ("folder", "zip", "tar", "manifest", "file")
 EXPORT_FORMATS = ("imagefolder", "zip", "webdataset", "parquet")
 EXPORT_WHAT = ("crops", "chips", "images")
+# Human review decisions, stored per FACE (person ids change when clustering reruns): two faces are the
+# same person (must_link) or not (cannot_link), or a face is no person at all (poster, painting, screen).
+DECISION_KINDS = ("must_link", "cannot_link", "not_a_person")
 
 # Every column that holds a store key. Erasure and gc read this list, nothing else.
 STORE_KEY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -320,5 +323,17 @@ MIGRATIONS: list[str] = [
     INSERT INTO blocklist_v3 SELECT id, template, radius, created_at FROM blocklist;
     DROP TABLE blocklist;
     ALTER TABLE blocklist_v3 RENAME TO blocklist;
+    CREATE TABLE decisions(                 -- what a person decided in review; clustering must honour it
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK(kind IN ('must_link','cannot_link','not_a_person')),
+        face_a INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
+        face_b INTEGER REFERENCES faces(id) ON DELETE CASCADE,  -- NULL iff not_a_person
+        created_at TEXT NOT NULL,
+        CHECK((kind = 'not_a_person') = (face_b IS NULL)),
+        CHECK(face_b IS NULL OR face_a < face_b)
+    );
+    CREATE UNIQUE INDEX decisions_pair ON decisions(kind, face_a, face_b) WHERE face_b IS NOT NULL;
+    CREATE UNIQUE INDEX decisions_not_a_person ON decisions(face_a) WHERE kind = 'not_a_person';
+    CREATE INDEX decisions_face_b ON decisions(face_b);
     """,
 ]

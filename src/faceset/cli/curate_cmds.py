@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..errors import UsageError
 from .common import JsonOpt, WorkspaceOpt, console, emit, fail, table, ws_open
 
 label_app = typer.Typer(help="Check and fix labels per person (CSV in/out).", no_args_is_help=True)
@@ -15,7 +16,8 @@ label_app = typer.Typer(help="Check and fix labels per person (CSV in/out).", no
 def dedup(
     workspace: Optional[Path] = WorkspaceOpt,
     as_json: bool = JsonOpt,
-    sheet: bool = typer.Option(False, "--sheet", help="Write a contact sheet of the groups to the workspace's sheets/."),
+    sheet: bool = typer.Option(False, "--sheet",
+                               help="Write a contact sheet of the groups to the workspace's sheets/."),
 ):
     """Group near-duplicate images (resized, re-encoded, cropped, mirrored, recoloured); keep the best of each."""
     from ..curate import find_duplicates
@@ -43,14 +45,16 @@ def dedup(
 def people(
     workspace: Optional[Path] = WorkspaceOpt,
     as_json: bool = JsonOpt,
-    threshold: Optional[float] = typer.Option(None, help="Embedding distance that links two faces (default: the calibrated value)."),
+    threshold: Optional[float] = typer.Option(None,
+                                              help="Embedding distance that links two faces (default: the calibrated "
+                                                   "value)."),
 ):
     """Cluster faces into people (incremental, stable ids); list unique people and photos per person."""
     from ..curate import cluster_people, people_listing
     from ..curate.people import THRESHOLD
 
     ws = ws_open(workspace)
-    rep = cluster_people(ws, threshold=threshold or THRESHOLD, progress=not as_json)
+    rep = cluster_people(ws, threshold=THRESHOLD if threshold is None else threshold, progress=not as_json)
     if as_json:
         emit(True, {"report": rep.to_dict(), **people_listing(ws)})
         return
@@ -69,28 +73,35 @@ def split(
     ratios: str = typer.Option("0.8,0.1,0.1", help="train,val,test shares."),
     seed: int = typer.Option(0, help="Seed of the person-order hash."),
     label: Optional[str] = typer.Option(None, help="Stratify by this label (each person's majority value)."),
-    per_person_cap: Optional[int] = typer.Option(None, "--per-person-cap", help="At most N faces of one person in a dataset."),
-    balance: bool = typer.Option(False, "--balance", help="Downsample each split to equal class counts (needs --label)."),
+    per_person_cap: Optional[int] = typer.Option(None, "--per-person-cap",
+                                                 help="At most N faces of one person in a dataset."),
+    balance: bool = typer.Option(False, "--balance",
+                                 help="Downsample each split to equal class counts (needs --label)."),
 ):
     """Identity-disjoint train/val/test: assigns people without a split; never moves anyone."""
     from ..curate import assign_splits
 
     try:
         r = tuple(float(x) for x in ratios.split(","))
-        if balance and not label:
-            raise ValueError("--balance needs --label")
-        ws = ws_open(workspace)
+    except ValueError:
+        raise UsageError(f"--ratios must be numbers like 0.8,0.1,0.1, not {ratios!r}") from None
+    if balance and not label:
+        raise UsageError("--balance needs --label")
+    ws = ws_open(workspace)
+    try:
         rep = assign_splits(ws, ratios=r, seed=seed, label=label, per_person_cap=per_person_cap, balance=balance)
-    except ValueError as e:
+    except ValueError as e:  # compat(#9): assign_splits still raises plain ValueError for bad ratios / cap
         fail(str(e))
 
     def human():
         console.print(f"people assigned now: {rep.assigned_now}   already assigned (unchanged): {rep.already_assigned}")
         rows = [[s, rep.people.get(s, 0), rep.faces.get(s, 0),
-                 " ".join(f"{k}:{v}" for k, v in sorted(rep.by_label.get(s, {}).items()))] for s in ("train", "val", "test")]
+                 " ".join(f"{k}:{v}" for k, v in sorted(rep.by_label.get(s, {}).items()))]
+                for s in ("train", "val", "test")]
         console.print(table("splits", ["split", "people", "faces", "by label"], rows))
         if rep.dup_conflicts:
-            console.print(f"[yellow]{rep.dup_conflicts} duplicate groups span two splits already (copies are dropped)[/yellow]")
+            console.print(f"[yellow]{rep.dup_conflicts} duplicate groups span two splits already "
+                          "(copies are dropped)[/yellow]")
 
     emit(as_json, rep.to_dict(), human)
 
@@ -118,14 +129,11 @@ def label_import(
     """Apply a reviewed CSV (image_id or person_id, label, value); empty value removes the label."""
     from ..curate import import_labels
 
-    ws = ws_open(workspace)
-    try:
-        rep = import_labels(ws, file)
-    except ValueError as e:
-        fail(str(e))
+    rep = import_labels(ws_open(workspace), file)  # a CSV without the columns: UsageError, exit 2
 
     def human():
-        console.print(f"rows: {rep.rows}   changed: {rep.changed}   removed: {rep.removed}   unchanged: {rep.unchanged}   "
+        console.print(f"rows: {rep.rows}   changed: {rep.changed}   removed: {rep.removed}   "
+                      f"unchanged: {rep.unchanged}   "
                       f"rejected: {len(rep.rejected)}")
         for r in rep.rejected[:50]:
             console.print(f"[yellow]skipped[/yellow] {r}")
@@ -172,7 +180,8 @@ def label_noise_cmd(
             return
         console.print(f"{rep.faces} labelled faces, {rep.folds}-fold person-grouped CV accuracy {rep.cv_accuracy}"
                       + (f" (skipped rare classes: {', '.join(rep.skipped_classes)})" if rep.skipped_classes else ""))
-        console.print(table(f"likely mislabeled ({label})", ["image", "person", "given", "predicted", "p(given)", "path"],
+        console.print(table(f"likely mislabeled ({label})",
+                            ["image", "person", "given", "predicted", "p(given)", "path"],
                             [[s.image_id, s.person_id, s.given, s.predicted, s.p_given, s.path] for s in rep.suspects]))
 
     emit(as_json, rep.to_dict(), human)

@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
 
 
 def demo_cmd(
-    out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Output folder (replaced if it is an earlier demo)."),
+    out: Path = typer.Option(Path("demo-out"), "--out", "-o",
+                             help="Output folder (replaced if it is an earlier demo)."),
     stop_after: Optional[str] = typer.Option(None, "--stop-after", help="Stop after this step (e.g. ingest, scan)."),
     as_json: bool = JsonOpt,
 ):

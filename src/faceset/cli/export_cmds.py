@@ -39,19 +39,22 @@ def register(app: typer.Typer) -> None:
                                                      help="Also export consent 'unknown' (said in the datasheet)."),
         include_low_quality: bool = typer.Option(False, "--include-low-quality", help="Keep low-quality faces."),
         seed: int = typer.Option(0, "--seed", help="Seed for the sample zips."),
-        refresh: bool = typer.Option(False, "--refresh", help="Rebuild stale exports in place (or OUT / --id, stale or not)."),
+        refresh: bool = typer.Option(False, "--refresh",
+                                     help="Rebuild stale exports in place (or OUT / --id, stale or not)."),
         export_id: Optional[int] = typer.Option(None, "--id", help="With --refresh: rebuild this export."),
         workspace: Optional[Path] = WorkspaceOpt,
         as_json: bool = JsonOpt,
     ):
         """Write the dataset (+ manifest.csv/jsonl, datasheet.md) and record it for erasure."""
-        from ..export import ExportError, export, refresh as do_refresh
+        from ..export import ExportError, export
+        from ..export import refresh as do_refresh
 
         ws = ws_open(workspace)
         try:
             if refresh:
                 if out is not None and export_id is None:  # `faceset export OUT --refresh`: that one export
-                    export_id = ws.catalog.scalar("SELECT id FROM exports WHERE path=?", (str(out.resolve()),))
+                    rec = ws.catalog.exports.latest_at(str(out.resolve()))
+                    export_id = rec.id if rec else None
                     if export_id is None:
                         fail(f"{out} is not a recorded export of this workspace")
                 reps = [r.to_dict() for r in do_refresh(ws, export_id, progress=not as_json)]
@@ -68,8 +71,9 @@ def register(app: typer.Typer) -> None:
                 fail("give the output folder (or --refresh)")
             rep = export(ws, out, format=format, what=what, label=label, faces=faces, shard_size=shard_size,
                          sample=sample, blur_bystanders=blur_bystanders,
-                         include_unknown_consent=include_unknown_consent, include_low_quality=include_low_quality, seed=seed, progress=not as_json)
-        except (ExportError, ValueError) as e:
+                         include_unknown_consent=include_unknown_consent, include_low_quality=include_low_quality,
+                         seed=seed, progress=not as_json)
+        except ExportError as e:
             fail(str(e))
         d = rep.to_dict()
         emit(as_json, d, lambda: _show_export(d))
@@ -93,8 +97,10 @@ def register(app: typer.Typer) -> None:
         sources: List[Path] = typer.Argument(..., help="Photo folders, archives or files you may use."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder: workspace/, dataset/, report.html."),
         license: Optional[str] = typer.Option(None, "--license", help="Licence of the photos (e.g. CC-BY-4.0)."),
-        consent: Optional[str] = typer.Option(None, "--consent", help="consent|license|public_domain|research_exemption|unknown"),
-        labels: Optional[str] = typer.Option(None, "--labels", help="folder[:NAME] | column:A,B | regex:PATTERN | utkface"),
+        consent: Optional[str] = typer.Option(None, "--consent",
+                                              help="consent|license|public_domain|research_exemption|unknown"),
+        labels: Optional[str] = typer.Option(None, "--labels",
+                                             help="folder[:NAME] | column:A,B | regex:PATTERN | utkface"),
         label_map: Optional[List[str]] = typer.Option(None, "--label-map", help="NAME=RAW:VALUE,... (repeatable)"),
         format: str = typer.Option("imagefolder", "--format", "-f", help="imagefolder | zip | webdataset | parquet"),
         what: str = typer.Option("crops", "--what", help="crops | chips | images"),
@@ -118,9 +124,10 @@ def register(app: typer.Typer) -> None:
 
         try:
             rep = build(sources, out, workspace=workspace, license=license, consent=consent, labels=labels,
-                        label_map=label_map, format=format, what=what, label=label, engine=engine, blur_bystanders=blur_bystanders,
+                        label_map=label_map, format=format, what=what, label=label, engine=engine,
+                        blur_bystanders=blur_bystanders,
                         progress=not as_json, on_step=on_step)
-        except (IngestError, ExportError, WorkspaceError, ValueError) as e:
+        except (IngestError, ExportError, WorkspaceError) as e:
             fail(str(e))
         d = rep.to_dict()
         emit(as_json, d, lambda: console.print(

@@ -20,13 +20,19 @@ def register(app: typer.Typer) -> None:
 
 def ingest_cmd(
     src: List[Path] = typer.Argument(..., help="Folders, zip/tar(.gz) archives, CSV/JSONL manifests or files."),
-    license: Optional[str] = typer.Option(None, "--license", "--licence", help="Licence of these photos (required unless a manifest has a license column)."),
-    consent: Optional[str] = typer.Option(None, "--consent", help="Consent basis: consent|license|public_domain|research_exemption|unknown."),
-    source_name: Optional[str] = typer.Option(None, "--source-name", help="Name of the source (default: from the path)."),
+    license: Optional[str] = typer.Option(None, "--license", "--licence",
+                                          help="Licence of these photos (required unless a manifest has a license "
+                                               "column)."),
+    consent: Optional[str] = typer.Option(None, "--consent",
+                                          help="Consent basis: "
+                                               "consent|license|public_domain|research_exemption|unknown."),
+    source_name: Optional[str] = typer.Option(None, "--source-name",
+                                              help="Name of the source (default: from the path)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="folder[:NAME] | column:A,B | regex:PATTERN | utkface"),
     label_map: Optional[List[str]] = typer.Option(None, "--label-map", help="NAME=RAW:VALUE,RAW:VALUE (repeatable)"),
     min_side: int = typer.Option(32, "--min-side", help="Reject images smaller than this on a side (px)."),
-    max_pixels: int = typer.Option(100_000_000, "--max-pixels", help="Reject images with more pixels (decompression bombs)."),
+    max_pixels: int = typer.Option(100_000_000, "--max-pixels",
+                                   help="Reject images with more pixels (decompression bombs)."),
     max_file_mb: int = typer.Option(256, "--max-file-mb", help="Reject files (or archive members) larger than this."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Decode processes (default 2; 1 = in-process)."),
     show_rejects: int = typer.Option(20, "--show-rejects", help="How many rejected files to list (0: none)."),

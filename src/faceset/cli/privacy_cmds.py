@@ -19,7 +19,8 @@ def forget(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only show what would be erased (and a contact sheet)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Erase without asking."),
     drop_group_photos: bool = typer.Option(False, "--drop-group-photos",
-                                           help="Drop group shots where they are a bystander instead of blurring them."),
+                                           help="Drop group shots where they are a bystander instead of blurring "
+                                                "them."),
     threshold: Optional[float] = typer.Option(None, help="Match distance (unit-normalised embeddings)."),
     refresh_exports: bool = typer.Option(False, "--refresh-exports", help="Rebuild the exports that held them now."),
     workspace: Optional[Path] = WorkspaceOpt,
@@ -59,6 +60,10 @@ def forget(
             console.print("cancelled: nothing was erased")
             return
         if rep.dry_run:
+            if rep.plan is not None:
+                hidden = sum(len(v) for v in rep.plan.hide_faces.values())
+                console.print(f"plan: erase {len(rep.plan.erase_images)} images, pixelate {hidden} faces in "
+                              f"{len(rep.plan.hide_faces)} group shots")
             console.print("dry run: nothing was erased")
             return
         console.print(
@@ -134,7 +139,8 @@ def consent_set(
     except ConsentError as e:
         fail(str(e))
     target = {"source": source, "person": person, "image": image}
-    emit(as_json, {"changed": n, "basis": basis, "expires": expires, **{k: v for k, v in target.items() if v is not None}},
+    emit(as_json, {"changed": n, "basis": basis, "expires": expires,
+                   **{k: v for k, v in target.items() if v is not None}},
          lambda: console.print(f"basis set to {basis}" + (f" until {expires}" if expires else "")))
 
 

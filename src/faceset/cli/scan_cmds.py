@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
 def scan_cmd(
     engine: str = typer.Option("local", "--engine", help="local (process pool) | ray"),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: all cores)."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Join this Ray cluster (default: a local Ray)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="Join this Ray cluster (default: a local Ray)."),
     workspace: Optional[Path] = WorkspaceOpt,
     as_json: bool = JsonOpt,
 ):
@@ -72,8 +73,9 @@ def detect_cmd(
 
 
 def sheet_cmd(
-    kind: Optional[List[str]] = typer.Option(None, "--kind", help="faces | rejected | low_quality (repeatable; default all)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the PNGs (default: <workspace>/sheets)."),
+    kind: Optional[List[str]] = typer.Option(None, "--kind",
+                                             help="faces | rejected | low_quality (repeatable; default all)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the PNGs (default: <workspace>/sheets)."),
     limit: int = typer.Option(200, "--limit", help="At most this many items per kind."),
     workspace: Optional[Path] = WorkspaceOpt,
     as_json: bool = JsonOpt,

@@ -37,9 +37,10 @@ def train_cmd(
     hidden: int = typer.Option(0, "--hidden", help="Hidden units of an MLP head (0 = linear)."),
     balance_by: Optional[str] = typer.Option(None, "--balance-by", help="Weight samples per (class, this group)."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Labelled folder: column that names the person."),
-    chips: bool = typer.Option(False, "--chips", help="Labelled folder: the files are face chips (pad before detecting)."),
+    chips: bool = typer.Option(False, "--chips",
+                               help="Labelled folder: the files are face chips (pad before detecting)."),
     by: str = typer.Option("race,age_group", "--by", help="Group columns for the model card's per-group metrics."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the head's initialisation and shuffling."),
     onnx: bool = typer.Option(False, "--onnx", help="Also write model.onnx."),
     workspace: Optional[Path] = WorkspaceOpt,
     as_json: bool = JsonOpt,
@@ -55,8 +56,8 @@ def train_cmd(
                     hidden=hidden, balance_by=balance_by, by=tuple(c for c in by.split(",") if c), ft_epochs=epochs,
                     onnx=onnx, data_options={"group_by": group_by, "chips": chips, "seed": seed} if group_by or chips
                     else None, progress=not as_json)
-    except (DataError, WorkspaceError, ValueError, FileNotFoundError) as e:
-        fail(str(e))
+    except (DataError, WorkspaceError, ValueError, FileNotFoundError) as e:  # compat(#9): train raises plain
+        fail(str(e))  # ValueError (< 2 classes, empty split) and FileNotFoundError (missing data) for user mistakes
     d = rep.to_dict()
 
     def human():
@@ -74,19 +75,24 @@ def train_cmd(
 
 def evaluate_cmd(
     model: Path = typer.Argument(..., help="Model folder."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Workspace or export (default: the training data)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Export folder or labelled folder (default: -w, "
+                                                             "else the model's training data)."),
     by: str = typer.Option("race,age_group", "--by", help="Comma-separated group columns (labels, age_group)."),
     split: str = typer.Option("test", "--split", help="train | val | test | all"),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Folder for the PNGs (default MODEL/eval)."),
+    workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", envvar="FACESET_WORKSPACE",
+                                             help="Workspace to evaluate on (--data wins; default: training data)."),
     as_json: bool = JsonOpt,
 ):
-    """Accuracy, balanced accuracy, per-class P/R, per-group accuracy with 95% CIs, ECE; confusion + reliability PNGs."""
+    """Accuracy, balanced accuracy, per-class P/R, per-group accuracy with 95% CIs, ECE; confusion + reliability
+    PNGs."""
     from ..train import DataError, evaluate
 
     try:
-        rep = evaluate(model, data, by=[c for c in by.split(",") if c], split=split, out=out, progress=not as_json)
-    except (DataError, ValueError, FileNotFoundError) as e:
-        fail(str(e))
+        rep = evaluate(model, data or workspace, by=[c for c in by.split(",") if c], split=split, out=out,
+                       progress=not as_json)
+    except (DataError, ValueError, FileNotFoundError) as e:  # compat(#9): evaluate raises plain ValueError
+        fail(str(e))  # (empty split) and FileNotFoundError (not a model folder) for user mistakes
     d = rep.to_dict()
 
     def human():
@@ -120,7 +126,7 @@ def predict_cmd(
         fail("--runtime must be torch or onnx")
     try:
         res = predict(model, images, runtime=runtime, progress=not as_json)
-    except FileNotFoundError as e:
+    except FileNotFoundError as e:  # compat(#9): "not a model folder" / "run export-onnx first"
         fail(str(e))
     d = [r.to_dict() for r in res]
 
@@ -145,6 +151,6 @@ def export_onnx_cmd(model: Path = typer.Argument(..., help="Model folder."), as_
 
     try:
         p = export_onnx(load(model))
-    except FileNotFoundError as e:
+    except FileNotFoundError as e:  # compat(#9): "not a faceset model folder"
         fail(str(e))
     emit(as_json, {"onnx": str(p)}, lambda: console.print(f"wrote {p}"))

@@ -67,12 +67,12 @@ def find_duplicates(ws: Workspace, *, sheet: bool = False, progress: bool = True
     c = ws.catalog
     rep = DedupReport()
     _hash_missing(ws, rep, progress)
-    rows = c.q("SELECT id, width, height, phash, phash_flip FROM images WHERE phash IS NOT NULL ORDER BY id")
-    rep.images = len(rows)
-    main = _main_faces(ws)
+    hashed = c.images.hashed()
+    rep.images = len(hashed)
+    main = c.faces.main_embeddings()  # image id -> (main face embedding, face quality)
     uf = UnionFind()
     how: dict[tuple[int, int], str] = {}
-    items = [(r["id"], from_hex(r["phash"]), from_hex(r["phash_flip"])) for r in rows]
+    items = [(image_id, from_hex(h), from_hex(hf)) for image_id, _, h, hf in hashed]
     for a, b, d, mirrored in near_pairs(items, PHASH_RADIUS):
         ea, eb = main.get(a), main.get(b)
         if ea is not None and eb is not None:
@@ -93,17 +93,17 @@ def find_duplicates(ws: Workspace, *, sheet: bool = False, progress: bool = True
                     a, b = sorted((int(ids[i]), int(ids[j])))
                     uf.union(a, b)
                     how.setdefault((a, b), "embedding")
-    size = {r["id"]: r["width"] * r["height"] for r in rows}
+    size = {image_id: pixels for image_id, pixels, _, _ in hashed}
     # A crop of a group shot matches the group's main face: keep the photo with more faces, or its
     # other people would leave the dataset with it.
-    nfaces = {r[0]: r[1] for r in c.q("SELECT image_id, COUNT(*) FROM faces GROUP BY image_id")}
+    nfaces = c.faces.count_by_image()
     groups = [g for g in uf.groups() if len(g) > 1]
     for m in how.values():
         rep.by_method[m] = rep.by_method.get(m, 0) + 1
     methods: dict[int, set[str]] = {}
     for (a, _), m in how.items():
         methods.setdefault(uf.find(a), set()).add(m)
-    paths = _first_paths(ws)
+    paths = c.images.first_paths(sorted({i for g in groups for i in g}))
     dup_of: dict[int, int] = {}
     for g in groups:
         keep = max(g, key=lambda i: (nfaces.get(i, 0), size.get(i, 0), main.get(i, (None, -1.0))[1], -i))
@@ -115,15 +115,9 @@ def find_duplicates(ws: Workspace, *, sheet: bool = False, progress: bool = True
     rep.items.sort(key=lambda g: g.keep)
     rep.groups = len(groups)
     rep.duplicates = len(dup_of)
-    ex = c.one(
-        """SELECT COUNT(*) AS g, COALESCE(SUM(n), 0) AS f FROM
-           (SELECT image_id, COUNT(*) AS n FROM files WHERE image_id IS NOT NULL
-            AND outcome IN ('added','duplicate') GROUP BY image_id HAVING COUNT(*) > 1)"""
-    )
-    rep.exact_groups, rep.exact_files = int(ex["g"]), int(ex["f"])
-    with c.tx() as conn:
-        conn.execute("UPDATE images SET dup_of=NULL WHERE dup_of IS NOT NULL")
-        conn.executemany("UPDATE images SET dup_of=? WHERE id=?", [(k, i) for i, k in dup_of.items()])
+    rep.exact_groups, rep.exact_files = c.images.exact_copies()
+    with c.tx():
+        c.images.set_dup_of(dup_of)
         c.audit("dedup", images=rep.images, groups=rep.groups, duplicates=rep.duplicates,
                 exact_groups=rep.exact_groups, by_method=rep.by_method)
     if sheet and rep.items:
@@ -134,12 +128,12 @@ def find_duplicates(ws: Workspace, *, sheet: bool = False, progress: bool = True
 def _hash_missing(ws: Workspace, rep: DedupReport, progress: bool) -> None:
     """Hash stored copies not hashed yet; one transaction per batch so an interrupt keeps finished work."""
     c = ws.catalog
-    todo = [r[0] for r in c.q("SELECT id FROM images WHERE phash IS NULL AND status != 'error' ORDER BY id")]
-    batch: list[tuple[str, str, int]] = []
+    todo = c.images.unhashed()
+    batch: list[tuple[int, str, str]] = []
 
     def flush():
-        with c.tx() as conn:
-            conn.executemany("UPDATE images SET phash=?, phash_flip=? WHERE id=?", batch)
+        with c.tx():
+            c.images.set_phashes(batch)
         batch.clear()
 
     with bar("hash images", len(todo), progress) as b:
@@ -149,27 +143,13 @@ def _hash_missing(ws: Workspace, rep: DedupReport, progress: bool) -> None:
             except Exception as e:  # unreadable stored copy: say why, go on
                 rep.hash_errors.append(f"image {image_id}: {type(e).__name__}: {e}")
             else:
-                batch.append((to_hex(h), to_hex(hf), image_id))
+                batch.append((image_id, to_hex(h), to_hex(hf)))
                 rep.hashed += 1
             if len(batch) >= BATCH:
                 flush()
             b.advance()
     if batch:
         flush()
-
-
-def _main_faces(ws: Workspace) -> dict[int, tuple[np.ndarray, float]]:
-    """image id -> (main face embedding, face quality)."""
-    rows = ws.catalog.q(
-        "SELECT image_id, embedding, quality FROM faces WHERE is_main=1 AND embedding IS NOT NULL ORDER BY image_id"
-    )
-    return {r["image_id"]: (np.frombuffer(r["embedding"], np.float32), float(r["quality"] or 0.0)) for r in rows}
-
-
-def _first_paths(ws: Workspace) -> dict[int, str]:
-    """image id -> the first original path recorded for it."""
-    return {r[0]: r[1] for r in ws.catalog.q(
-        "SELECT image_id, path FROM files WHERE id IN (SELECT MIN(id) FROM files WHERE image_id IS NOT NULL GROUP BY image_id)")}
 
 
 def contact_sheet(ws: Workspace, groups: list[DupGroup], *, thumb: int = 112, max_groups: int = 60):

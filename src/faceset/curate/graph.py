@@ -21,19 +21,19 @@ def knn(
     ``exclude_self`` drops the i-th base row from the i-th query's answer (query is base);
     ``on_rows(n)`` is called after each block of n query rows (progress).
     """
-    q = np.ascontiguousarray(query, dtype=np.float32)
-    b = np.ascontiguousarray(base, dtype=np.float32)
-    nq, nb = len(q), len(b)
+    xq = np.ascontiguousarray(query, dtype=np.float32)
+    xb = np.ascontiguousarray(base, dtype=np.float32)
+    nq, nb = len(xq), len(xb)
     k = min(k, nb - (1 if exclude_self else 0))
     if nq == 0 or k <= 0:
         return np.zeros((nq, 0), np.int64), np.zeros((nq, 0), np.float32)
-    bn = (b * b).sum(1)
+    bn = (xb * xb).sum(1)
     rows = max(1, BLOCK_BYTES // (4 * nb))
     idx = np.empty((nq, k), np.int64)
     dist = np.empty((nq, k), np.float32)
     for s in range(0, nq, rows):
-        qb = q[s : s + rows]
-        d2 = (qb * qb).sum(1)[:, None] + bn[None, :] - 2.0 * (qb @ b.T)
+        qb = xq[s : s + rows]
+        d2 = (qb * qb).sum(1)[:, None] + bn[None, :] - 2.0 * (qb @ xb.T)
         if exclude_self:
             r = np.arange(len(qb))
             d2[r, s + r] = np.inf

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog import now
+from ..errors import NotFound, UsageError
 from ..workspace import Workspace
 
 
@@ -47,17 +48,14 @@ def _is_number(v: str) -> bool:
 
 
 def label_conflicts(ws: Workspace, *, label: str | None = None, numeric_tolerance: float = 10.0) -> ConflictReport:
-    """People whose main faces carry disagreeing values of one label."""
-    rows = ws.catalog.q(
-        """SELECT f.person_id, l.name, l.value, l.image_id FROM faces f
-           JOIN labels l ON l.image_id=f.image_id
-           WHERE f.is_main=1 AND f.person_id IS NOT NULL""" + (" AND l.name=?" if label else "")
-        + " ORDER BY f.person_id, l.name, l.image_id",
-        (label,) if label else (),
-    )
+    """People whose main faces carry disagreeing values of one label (``label``: only that one)."""
+    if label:
+        _known_label(ws, label)
+    if not numeric_tolerance >= 0:
+        raise UsageError(f"numeric tolerance must be >= 0, got {numeric_tolerance:g}")
     by: dict[tuple[int, str], list[tuple[str, int]]] = defaultdict(list)
-    for r in rows:
-        by[(r["person_id"], r["name"])].append((r["value"], r["image_id"]))
+    for r in ws.catalog.labels.per_person(label or None):
+        by[(r.person_id, r.name)].append((r.value, r.image_id))
     rep = ConflictReport(people_checked=len({p for p, _ in by}))
     numeric = {n: all(_is_number(v) for (_, n2), vals in by.items() if n2 == n for v, _ in vals) for _, n in by}
     for (pid, name), vals in sorted(by.items()):
@@ -115,33 +113,31 @@ def label_noise(ws: Workspace, label: str, *, top: int = 50, folds: int = 5, see
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    rows = ws.catalog.q(
-        """SELECT f.id, f.image_id, f.person_id, f.embedding, l.value FROM faces f
-           JOIN labels l ON l.image_id=f.image_id AND l.name=?
-           JOIN images i ON i.id=f.image_id
-           WHERE f.is_main=1 AND f.embedding IS NOT NULL AND i.dup_of IS NULL AND l.value != ''
-           ORDER BY f.id""",
-        (label,),
-    )
+    _known_label(ws, label)
+    if top < 1:
+        raise UsageError(f"top must be at least 1, got {top}")
+    if folds < 2:
+        raise UsageError(f"folds must be at least 2, got {folds}")
+    rows = ws.catalog.labels.on_main_faces(label)
     rep = NoiseReport(label=label, faces=len(rows))
     # a class needs faces of >= 2 people (folds are grouped by person) and >= 3 faces to be judged;
     # a label that names the person (identity) has neither and is checked by label_conflicts instead
     people_of: dict[str, set] = defaultdict(set)
     for r in rows:
-        people_of[r["value"]].add(r["person_id"] if r["person_id"] is not None else -r["id"])
-    n_of = Counter(r["value"] for r in rows)
+        people_of[r.value].add(r.person_id if r.person_id is not None else -r.face_id)
+    n_of = Counter(r.value for r in rows)
     rare = {v for v in n_of if n_of[v] < 3 or len(people_of[v]) < 2}
     rep.skipped_classes = sorted(rare)
-    rows = [r for r in rows if r["value"] not in rare]
-    y = np.array([r["value"] for r in rows])
+    rows = [r for r in rows if r.value not in rare]
+    y = np.array([r.value for r in rows])
     classes, counts = np.unique(y, return_counts=True)
     k = int(min(folds, counts.min())) if len(classes) > 1 else 0
     if k < 2:
         rep.note = ("fewer than two classes with >= 3 faces of >= 2 people: nothing to judge against "
                     "(a label that names the person is checked by `faceset label conflicts`)")
         return rep
-    X = np.frombuffer(b"".join(r["embedding"] for r in rows), np.float32).reshape(-1, 128)
-    groups = np.array([r["person_id"] if r["person_id"] is not None else -r["id"] for r in rows])
+    X = np.stack([r.embedding for r in rows])
+    groups = np.array([r.person_id if r.person_id is not None else -r.face_id for r in rows])
     if len(np.unique(groups)) >= k:
         cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     else:
@@ -150,23 +146,24 @@ def label_noise(ws: Workspace, label: str, *, top: int = 50, folds: int = 5, see
     with warnings.catch_warnings():  # a fold may miss a class: its probability is then 0, which is the point
         warnings.simplefilter("ignore", RuntimeWarning)
         proba = cross_val_predict(model, X, y, cv=cv, groups=groups, method="predict_proba")
-    col = {c: i for i, c in enumerate(classes)}
-    p_given = proba[np.arange(len(y)), [col[v] for v in y]]
+    column = {cls: i for i, cls in enumerate(classes)}
+    p_given = proba[np.arange(len(y)), [column[v] for v in y]]
     pred = classes[proba.argmax(1)]
     rep.folds, rep.cv_accuracy = k, round(float((pred == y).mean()), 4)
-    paths = _paths(ws)
-    for i in np.argsort(p_given, kind="stable")[:top]:
-        if pred[i] == y[i]:
-            continue
+    doubted = [int(i) for i in np.argsort(p_given, kind="stable")[:top] if pred[i] != y[i]]
+    paths = ws.catalog.images.first_paths([rows[i].image_id for i in doubted])
+    for i in doubted:
         r = rows[i]
-        rep.suspects.append(Suspect(r["image_id"], r["id"], r["person_id"], str(y[i]), str(pred[i]),
-                                    round(float(p_given[i]), 4), paths.get(r["image_id"], "")))
+        rep.suspects.append(Suspect(r.image_id, r.face_id, r.person_id, str(y[i]), str(pred[i]),
+                                    round(float(p_given[i]), 4), paths.get(r.image_id, "")))
     return rep
 
 
-def _paths(ws: Workspace) -> dict[int, str]:
-    return {r[0]: r[1] for r in ws.catalog.q(
-        "SELECT image_id, path FROM files WHERE image_id IS NOT NULL AND id IN (SELECT MIN(id) FROM files GROUP BY image_id)")}
+def _known_label(ws: Workspace, label: str) -> None:
+    """A label name no image carries is a typo, not an empty result."""
+    if label not in ws.catalog.labels.names():
+        known = ", ".join(sorted(ws.catalog.labels.names())) or "none"
+        raise UsageError(f"no image has a label {label!r} (labels: {known})")
 
 
 EXPORT_COLUMNS = ["image_id", "person_id", "label", "value", "origin", "path"]
@@ -174,19 +171,16 @@ EXPORT_COLUMNS = ["image_id", "person_id", "label", "value", "origin", "path"]
 
 def export_labels(ws: Workspace, out: str | Path, *, label: str | None = None) -> int:
     """Write one row per (image, label) for review in a spreadsheet; returns rows written."""
-    rows = ws.catalog.q(
-        """SELECT l.image_id, (SELECT person_id FROM faces WHERE image_id=l.image_id AND is_main=1) AS person_id,
-                  l.name AS label, l.value, l.origin FROM labels l"""
-        + (" WHERE l.name=?" if label else "") + " ORDER BY l.image_id, l.name",
-        (label,) if label else (),
-    )
-    paths = _paths(ws)
+    if label:
+        _known_label(ws, label)
+    rows = ws.catalog.labels.for_review(label or None)
+    paths = ws.catalog.images.first_paths({r.image_id for r in rows})
     with open(out, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(EXPORT_COLUMNS)
         for r in rows:
-            w.writerow([r["image_id"], r["person_id"] if r["person_id"] is not None else "", r["label"], r["value"],
-                        r["origin"], paths.get(r["image_id"], "")])
+            w.writerow([r.image_id, r.person_id if r.person_id is not None else "", r.label, r.value,
+                        r.origin, paths.get(r.image_id, "")])
     return len(rows)
 
 
@@ -211,16 +205,15 @@ def import_labels(ws: Workspace, src: str | Path) -> ImportReport:
     """
     c = ws.catalog
     rep = ImportReport()
-    images = {r[0] for r in c.q("SELECT id FROM images")}
-    person_images: dict[int, list[int]] = defaultdict(list)
-    for r in c.q("SELECT person_id, image_id FROM faces WHERE is_main=1 AND person_id IS NOT NULL"):
-        person_images[r[0]].append(r[1])
-    current = {(r[0], r[1]): r[2] for r in c.q("SELECT image_id, name, value FROM labels")}
+    if not Path(src).is_file():
+        raise NotFound(f"{src}: no such file")
+    person_images = c.people.main_images()
+    current = c.labels.values()
     with open(src, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = {"label", "value"} - set(reader.fieldnames or [])
         if missing or not ({"image_id", "person_id"} & set(reader.fieldnames or [])):
-            raise ValueError(f"{src}: need columns image_id or person_id, label, value (got {reader.fieldnames})")
+            raise UsageError(f"{src}: need columns image_id or person_id, label, value (got {reader.fieldnames})")
         updates: dict[tuple[int, str], str] = {}
         for line, row in enumerate(reader, start=2):
             rep.rows += 1
@@ -231,7 +224,7 @@ def import_labels(ws: Workspace, src: str | Path) -> ImportReport:
             try:
                 if (row.get("image_id") or "").strip():
                     targets = [int(row["image_id"])]
-                    if targets[0] not in images:
+                    if not c.images.exists(targets[0]):
                         rep.rejected.append(f"line {line}: no image {targets[0]}")
                         continue
                 else:
@@ -246,24 +239,19 @@ def import_labels(ws: Workspace, src: str | Path) -> ImportReport:
             for t in targets:
                 updates[(t, name)] = value
     ts = now()
-    with c.tx() as conn:
+    with c.tx():
         for (image_id, name), value in updates.items():
             old = current.get((image_id, name))
             if value == "":
                 if old is not None:
-                    conn.execute("DELETE FROM labels WHERE image_id=? AND name=?", (image_id, name))
+                    c.labels.remove(image_id, name)
                     rep.removed += 1
                 else:
                     rep.unchanged += 1
             elif old == value:
                 rep.unchanged += 1
             else:
-                conn.execute(
-                    "INSERT INTO labels(image_id, name, value, origin, updated_at) VALUES (?,?,?,'user',?) "
-                    "ON CONFLICT(image_id, name) DO UPDATE SET value=excluded.value, origin='user', "
-                    "updated_at=excluded.updated_at",
-                    (image_id, name, value, ts),
-                )
+                c.labels.set_by_user(image_id, name, value, at=ts)
                 rep.changed += 1
         c.audit("label_import", rows=rep.rows, changed=rep.changed, removed=rep.removed, rejected=len(rep.rejected))
     return rep

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog import now
+from ..errors import UsageError
 from ..progress import Bar, bar
 from ..workspace import Workspace
 from .graph import chinese_whispers, knn
@@ -156,113 +157,74 @@ def cluster_people(ws: Workspace, *, threshold: float = THRESHOLD, seed: int = 0
     Faces of near-duplicate images follow their kept image's main face, so a
     duplicate group always belongs to one person (and so to one split).
     """
+    if not 0 < threshold < 2:
+        raise UsageError(f"threshold must be between 0 and 2 (a distance between unit embeddings), got {threshold:g}")
     c = ws.catalog
     rep = PeopleReport(threshold=threshold)
-    rows = c.q("SELECT id, image_id, person_id, status, quality, embedding FROM faces WHERE embedding IS NOT NULL ORDER BY id")
-    ids = np.array([r["id"] for r in rows], np.int64)
-    image = np.array([r["image_id"] for r in rows], np.int64)
-    quality = np.array([r["quality"] or 0.0 for r in rows], np.float64)
-    emb = np.frombuffer(b"".join(r["embedding"] for r in rows), np.float32).reshape(-1, 128)
+    faces = c.people.clustering_faces()
+    ids, image, quality, emb, person = faces.ids, faces.image_ids, faces.quality, faces.vectors, faces.person_ids
     rep.faces = len(ids)
-    person = np.array([r["person_id"] if r["person_id"] is not None else -1 for r in rows], np.int64)
-    ok = np.array([r["status"] == "ok" for r in rows], bool)
     is_new = person < 0
-    anchors = ~is_new & ok
+    anchors = ~is_new & faces.ok
     before = set(int(p) for p in person[~is_new])
     merges: list = []
     n_new = int(is_new.sum())
     # the kNN passes dominate: new faces against assigned ones, then the new + nearby graph
     with bar("people: neighbours", n_new, progress and n_new > 0) as b:
-        lab = _cluster(emb[is_new], emb[anchors], person[anchors], threshold, K, seed, merges,
-                       images=image[is_new], priority=quality[is_new],
-                       taken=list(zip(person[~is_new].tolist(), image[~is_new].tolist())), progress=b)
+        labels = _cluster(emb[is_new], emb[anchors], person[anchors], threshold, K, seed, merges,
+                          images=image[is_new], priority=quality[is_new],
+                          taken=list(zip(person[~is_new].tolist(), image[~is_new].tolist())), progress=b)
     rep.merge_candidates = [list(m) for m in sorted(set(merges))]
-    with c.tx() as conn:
+    with c.tx():
         new_ids: dict[int, int] = {}
-        assigned = []
+        person_of: dict[int, int] = {}
         ts = now()
-        for fid, l in zip(ids[is_new], lab):
-            if l < 0:
-                if l not in new_ids:
-                    new_ids[l] = conn.execute("INSERT INTO people(created_at) VALUES (?)", (ts,)).lastrowid
-                pid = new_ids[l]
+        for fid, label in zip(ids[is_new], labels):
+            if label < 0:
+                if label not in new_ids:
+                    new_ids[label] = c.people.create(created_at=ts)
+                pid = new_ids[label]
             else:
-                pid = int(l)
+                pid = int(label)
                 rep.joined_existing += 1
-            assigned.append((pid, int(fid)))
-        conn.executemany("UPDATE faces SET person_id=? WHERE id=?", assigned)
-        rep.assigned_now, rep.new_people = len(assigned), len(new_ids)
-        rep.dup_ties = _tie_duplicates(conn)
+            person_of[int(fid)] = pid
+        rep.assigned_now, rep.new_people = c.people.assign(person_of), len(new_ids)
+        rep.dup_ties = c.people.follow_kept_duplicates()
         _refresh_people(ws)
         c.audit("people", faces=rep.faces, assigned=rep.assigned_now, joined_existing=rep.joined_existing,
                 new_people=rep.new_people, dup_ties=rep.dup_ties, merge_candidates=len(rep.merge_candidates),
                 threshold=threshold, existing_people=len(before))
-    sizes = np.array([r[0] for r in c.q("SELECT n_faces FROM people WHERE n_faces > 0")], np.int64)
+    sizes = np.array(c.people.face_counts(), np.int64)
     rep.people = len(sizes)
     rep.singletons = int((sizes == 1).sum())
     if len(sizes):
         rep.faces_per_person = {"min": int(sizes.min()), "median": float(np.median(sizes)),
                                 "mean": round(float(sizes.mean()), 2), "max": int(sizes.max())}
-    rep.top = [dict(r) for r in c.q(
-        """SELECT p.id AS person_id, p.n_faces AS faces, COUNT(DISTINCT f.image_id) AS images, p.split
-           FROM people p JOIN faces f ON f.person_id=p.id WHERE p.n_faces > 0
-           GROUP BY p.id ORDER BY p.n_faces DESC, p.id LIMIT 20""")]
+    rep.top = [p._asdict() for p in c.people.summaries(largest_first=True, limit=20)]
     return rep
-
-
-def _tie_duplicates(conn) -> int:
-    """Main faces of images marked dup_of join the person of the kept image's main face."""
-    cur = conn.execute(
-        """UPDATE faces SET person_id=(
-               SELECT k.person_id FROM images i JOIN faces k ON k.image_id=i.dup_of AND k.is_main=1
-               WHERE i.id=faces.image_id AND k.person_id IS NOT NULL)
-           WHERE is_main=1 AND image_id IN (SELECT id FROM images WHERE dup_of IS NOT NULL)
-             AND EXISTS (SELECT 1 FROM images i JOIN faces k ON k.image_id=i.dup_of AND k.is_main=1
-                         WHERE i.id=faces.image_id AND k.person_id IS NOT NULL AND k.person_id != faces.person_id)"""
-    )
-    return cur.rowcount
 
 
 def _refresh_people(ws: Workspace) -> None:
     """n_faces and centroid (mean of 'ok' faces, all faces if none is ok) for every person."""
-    c = ws.catalog
-    rows = c.q("SELECT person_id, status, embedding FROM faces WHERE person_id IS NOT NULL AND embedding IS NOT NULL")
-    acc: dict[int, list] = {}
-    for r in rows:
-        a = acc.setdefault(r["person_id"], [0, np.zeros(128), 0, np.zeros(128)])
-        e = np.frombuffer(r["embedding"], np.float32)
-        a[2] += 1
-        a[3] += e
-        if r["status"] == "ok":
-            a[0] += 1
-            a[1] += e
-    counts = {r[0]: r[1] for r in c.q("SELECT person_id, COUNT(*) FROM faces WHERE person_id IS NOT NULL GROUP BY person_id")}
-    upd = []
-    for pid in [r[0] for r in c.q("SELECT id FROM people")]:
-        a = acc.get(pid)
-        cen = None
-        if a is not None:
-            cen = (a[1] / a[0] if a[0] else a[3] / a[2]).astype(np.float32).tobytes()
-        upd.append((counts.get(pid, 0), cen, pid))
-    c.conn.executemany("UPDATE people SET n_faces=?, centroid=? WHERE id=?", upd)
+    ws.catalog.people.refresh_centroids()
 
 
 def people_listing(ws: Workspace) -> dict:
     """Every face with its person id and where it came from: ``source_path`` (the original file;
     ``archive:member`` for archives and manifests), also split into ``source`` + ``path``
     (for `faceset people --json`)."""
-    faces = [dict(r) for r in ws.catalog.q(
-        """SELECT f.id AS face_id, f.person_id, f.image_id, f.idx, f.is_main, f.status,
-                  s.uri AS source, s.kind, fl.path
-           FROM faces f
-           LEFT JOIN files fl ON fl.id=(SELECT MIN(id) FROM files WHERE image_id=f.image_id)
-           LEFT JOIN sources s ON s.id=fl.source_id
-           ORDER BY f.person_id, f.id""")]
+    c = ws.catalog
+    faces = c.faces.listing()
+    originals = c.images.original_files({f["image_id"] for f in faces})
     for f in faces:
-        kind = f.pop("kind")
-        f["source_path"] = (str(Path(f["source"]) / f["path"]) if kind == "folder"
-                            else f["source"] if kind == "file" else f"{f['source']}:{f['path']}")
-    people = [dict(r) for r in ws.catalog.q(
-        """SELECT p.id AS person_id, p.n_faces AS faces, COUNT(DISTINCT f.image_id) AS images, p.split, p.name
-           FROM people p LEFT JOIN faces f ON f.person_id=p.id WHERE p.n_faces > 0 GROUP BY p.id ORDER BY p.id""")]
-    return {"people": people, "faces": faces}
+        first = originals.get(f["image_id"], [None])[0]
+        f["source"], f["path"] = (first.uri, first.path) if first else (None, None)
+        f["source_path"] = None if first is None else _source_path(first.kind, first.uri, first.path)
+    return {"people": [p._asdict() for p in c.people.summaries()], "faces": faces}
+
+
+def _source_path(kind: str, uri: str | None, path: str) -> str:
+    """Where the user's own file is: folder/path, the file itself, or archive:member."""
+    if kind == "folder":
+        return str(Path(uri) / path)
+    return uri if kind == "file" else f"{uri}:{path}"

@@ -85,16 +85,16 @@ class MultiIndex:
             self._hashes = np.concatenate([self._hashes, np.zeros(pos, np.uint64)])
         self._hashes[pos] = h
         self._keys.append(key)
-        for t, c in zip(self._tables, _chunks(h)):
-            t.setdefault(c, []).append(pos)
+        for table, piece in zip(self._tables, _chunks(h)):
+            table.setdefault(piece, []).append(pos)
 
     def query(self, h: int) -> Iterator[tuple[int, int]]:
         """(key, distance) of every stored hash within the radius."""
         cand: list[int] = []
-        for t, c in zip(self._tables, _chunks(h)):
-            get = t.get
+        for table, piece in zip(self._tables, _chunks(h)):
+            get = table.get
             for m in self._masks:
-                hit = get(c ^ m)
+                hit = get(piece ^ m)
                 if hit:
                     cand.extend(hit)
         if not cand:

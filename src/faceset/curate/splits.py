@@ -17,13 +17,12 @@ class balancing recorded by the last ``assign_splits``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
-from ..catalog import now
+from ..catalog.selection import seeded_hash
+from ..errors import UsageError
 from ..workspace import Workspace
 from .graph import UnionFind
 
@@ -49,19 +48,14 @@ class SplitReport:
         return asdict(self)
 
 
-def _hash(seed: int, person_id: int) -> str:
-    return hashlib.sha256(f"{seed}:{person_id}".encode()).hexdigest()
+_hash = seeded_hash  # the seeded order of new people (and of class balancing in the selection)
 
 
 def person_labels(ws: Workspace, label: str) -> dict[int, str]:
     """Majority value of ``label`` over each person's main faces (ties: smallest value)."""
     votes: dict[int, Counter] = defaultdict(Counter)
-    for r in ws.catalog.q(
-        """SELECT f.person_id, l.value FROM faces f JOIN labels l ON l.image_id=f.image_id AND l.name=?
-           WHERE f.is_main=1 AND f.person_id IS NOT NULL""",
-        (label,),
-    ):
-        votes[r[0]][r[1]] += 1
+    for r in ws.catalog.labels.per_person(label):
+        votes[r.person_id][r.value] += 1
     return {p: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for p, c in votes.items()}
 
 
@@ -76,21 +70,17 @@ def assign_splits(
 ) -> SplitReport:
     """Give every person without a split one; never change an existing split."""
     if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
-        raise ValueError(f"ratios must be three non-negative numbers, got {ratios}")
+        raise UsageError(f"ratios must be three non-negative numbers, got {ratios}")
+    if balance and not label:
+        raise UsageError("--balance needs --label")
     tot = float(sum(ratios))
     ratios = tuple(r / tot for r in ratios)
     if per_person_cap is not None and per_person_cap < 1:
-        raise ValueError("per_person_cap must be >= 1")
+        raise UsageError("per_person_cap must be >= 1")
     c = ws.catalog
     rep = SplitReport(ratios=ratios, seed=seed, label=label, per_person_cap=per_person_cap, balance=balance)
-    people = {r["id"]: r["split"] for r in c.q("SELECT id, split FROM people WHERE n_faces > 0")}
-    weight = {
-        r[0]: min(r[1], per_person_cap or r[1])
-        for r in c.q(
-            """SELECT f.person_id, COUNT(*) FROM faces f JOIN images i ON i.id=f.image_id
-               WHERE f.person_id IS NOT NULL AND i.dup_of IS NULL AND f.status='ok' GROUP BY f.person_id"""
-        )
-    }
+    people = c.people.splits()
+    weight = {p: min(n, per_person_cap or n) for p, n in c.people.usable_face_counts().items()}
     stratum = person_labels(ws, label) if label else {}
     units = _units(ws, people)
     # shares already taken per stratum, in faces
@@ -126,17 +116,14 @@ def assign_splits(
     rep.assigned_now = len(assign)
     rep.already_assigned = sum(1 for s in people.values() if s)
     params = {"ratios": list(ratios), "seed": seed, "label": label, "per_person_cap": per_person_cap, "balance": balance}
-    with c.tx() as conn:
-        conn.executemany("UPDATE people SET split=? WHERE id=? AND split IS NULL", [(s, p) for p, s in assign.items()])
-        conn.execute(
-            "INSERT INTO settings(key, value, updated_at) VALUES (?,?,?) "
-            "ON CONFLICT(key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
-            (SETTINGS_KEY, json.dumps(params), now()),
-        )
+    with c.tx():
+        c.people.set_splits(assign)
+        c.settings.put_json(SETTINGS_KEY, params)
         c.audit("split", assigned=rep.assigned_now, already_assigned=rep.already_assigned,
                 dup_conflicts=rep.dup_conflicts, **params)
+    have = Counter(c.people.splits().values())
     for s in SPLITS:
-        rep.people[s] = int(c.scalar("SELECT COUNT(*) FROM people WHERE split=? AND n_faces > 0", (s,)))
+        rep.people[s] = have[s]
     for row in dataset_faces(ws, label=label):
         rep.faces[row["split"]] = rep.faces.get(row["split"], 0) + 1
         if label:
@@ -150,27 +137,20 @@ def _units(ws: Workspace, people: dict[int, str | None]) -> list[list[int]]:
     uf = UnionFind()
     for p in people:
         uf.find(p)
-    rows = ws.catalog.q(
-        """SELECT COALESCE(i.dup_of, i.id) AS grp, f.person_id FROM faces f JOIN images i ON i.id=f.image_id
-           WHERE f.person_id IS NOT NULL AND f.is_main=1
-             AND (i.dup_of IS NOT NULL OR i.id IN (SELECT dup_of FROM images WHERE dup_of IS NOT NULL))"""
-    )
     first: dict[int, int] = {}
-    for r in rows:
-        if r["person_id"] not in people:
+    for g, person_id in ws.catalog.people.in_duplicate_groups():
+        if person_id not in people:
             continue
-        g = r["grp"]
         if g in first:
-            uf.union(first[g], r["person_id"])
+            uf.union(first[g], person_id)
         else:
-            first[g] = r["person_id"]
+            first[g] = person_id
     return uf.groups()
 
 
 def split_params(ws: Workspace) -> dict:
     """Parameters of the last assign_splits (cap, balance, label, ...); {} if never run."""
-    v = ws.catalog.scalar("SELECT value FROM settings WHERE key=?", (SETTINGS_KEY,))
-    return json.loads(v) if v else {}
+    return ws.catalog.settings.get_json(SETTINGS_KEY) or {}
 
 
 def dataset_faces(
@@ -190,44 +170,12 @@ def dataset_faces(
     their main subject). ``per_person_cap`` and ``balance`` default to the values recorded by the
     last assign_splits; the cap keeps each person's best faces (quality, then id), and balancing
     downsamples every class to the rarest one within each split (seeded, deterministic).
+    These are the dataset rules of the one rule table in ``catalog/selection.py``; export runs the
+    same table (plus its own rules) and counts what each rule leaves out.
     """
     params = split_params(ws)
     cap = per_person_cap if per_person_cap is not None else params.get("per_person_cap")
     bal = balance if balance is not None else params.get("balance", False)
-    seed = params.get("seed", 0)
-    statuses = ("ok", "low_quality") if include_low_quality else ("ok",)
-    sql = f"""SELECT f.id AS face_id, f.image_id, f.person_id, p.split, f.chip_key, f.crop_key, f.quality
-                     {', l.value AS label' if label else ', NULL AS label'}
-              FROM faces f JOIN images i ON i.id=f.image_id JOIN people p ON p.id=f.person_id
-              {'JOIN labels l ON l.image_id=f.image_id AND l.name=:label' if label else ''}
-              WHERE i.dup_of IS NULL AND i.status='ok' AND p.split IS NOT NULL
-                AND f.status IN ({','.join(f"'{s}'" for s in statuses)})
-                {'AND f.is_main=1' if label else ''} {'AND p.split=:split' if split else ''}
-              ORDER BY p.split, f.person_id, COALESCE(f.quality, 0) DESC, f.id"""
-    rows = [dict(r) for r in ws.catalog.q(sql, {"label": label, "split": split})]
-    if cap:
-        seen: Counter = Counter()
-        kept = []
-        for r in rows:
-            seen[r["person_id"]] += 1
-            if seen[r["person_id"]] <= cap:
-                kept.append(r)
-        rows = kept
-    if bal and label:
-        rows = _balance(rows, seed)
-    rows.sort(key=lambda r: (SPLITS.index(r["split"]) if r["split"] in SPLITS else 9, r["person_id"], r["face_id"]))
-    yield from rows
-
-
-def _balance(rows: list[dict], seed: int) -> list[dict]:
-    by: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in rows:
-        by[(r["split"], r["label"])].append(r)
-    out = []
-    for s in {k[0] for k in by}:
-        groups = [v for k, v in by.items() if k[0] == s]
-        m = min(len(g) for g in groups)
-        for g in groups:
-            g.sort(key=lambda r: _hash(seed, r["face_id"]))
-            out.extend(g[:m])
-    return out
+    yield from ws.catalog.selection.dataset_faces(
+        label=label, split=split, per_person_cap=cap, balance=bool(bal), seed=params.get("seed", 0),
+        include_low_quality=include_low_quality)

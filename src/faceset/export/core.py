@@ -16,49 +16,25 @@ import secrets
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ..catalog import now
+from ..catalog.schema import EXPORT_FORMATS, EXPORT_WHAT
+from ..privacy.blur import pixelate_faces
 from ..progress import bar
 from ..workspace import Workspace
 from .datasheet import render_datasheet
-from ..privacy.blur import pixelate_faces
 from .encode import clean, encode
+from .result import BadExportRequest, ExportError, ExportNotFound, ExportReport
 from .select import Selection, select_items, split_order
 from .writers import FORMATS, make_writer
 
-WHATS = ("crops", "chips", "images")
+WHATS = EXPORT_WHAT
+assert set(FORMATS) == set(EXPORT_FORMATS), "writers and the catalog's CHECK must agree on export formats"
 
-
-class ExportError(Exception):
-    """User-facing problem with an export request (the CLI exits 2 with it)."""
-
-
-@dataclass
-class ExportReport:
-    export_id: int
-    path: str
-    format: str
-    what: str
-    label: str | None
-    items: int
-    files: int
-    bytes: int
-    seconds: float
-    classes: dict[str, int] = field(default_factory=dict)
-    splits: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> count
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> records left out
-    included_unknown_consent: int = 0
-    people: int = 0
-    blurred_faces: int = 0
-    refreshed: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+__all__ = ["WHATS", "BadExportRequest", "ExportError", "ExportNotFound", "ExportReport", "export", "refresh"]
 
 
 def export(
@@ -82,33 +58,36 @@ def export(
     Re-exporting to the same folder replaces that export (same id, same id salt).
     """
     if format not in FORMATS:
-        raise ExportError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+        raise BadExportRequest(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
     if what not in WHATS:
-        raise ExportError(f"--what must be one of {', '.join(WHATS)}, not {what!r}")
+        raise BadExportRequest(f"--what must be one of {', '.join(WHATS)}, not {what!r}")
     if blur_bystanders and what != "images":
-        raise ExportError("--blur-bystanders applies to --what images (chips and crops hold one face each)")
+        raise BadExportRequest("--blur-bystanders applies to --what images (chips and crops hold one face each)")
     out = Path(out).expanduser().resolve()
-    prev = ws.catalog.one("SELECT id, params FROM exports WHERE path=? ORDER BY id DESC LIMIT 1", (str(out),))
-    salt = json.loads(prev["params"]).get("salt") if prev else None
+    if faces not in ("main", "all"):
+        raise BadExportRequest(f"--faces must be main or all, not {faces!r}")
+    prev = ws.catalog.exports.latest_at(str(out))
+    salt = prev.params.get("salt") if prev else None
     params = dict(format=format, what=what, label=label, faces=faces, shard_size=int(shard_size), sample=int(sample),
                   blur_bystanders=blur_bystanders, include_unknown_consent=include_unknown_consent,
                   include_low_quality=include_low_quality, seed=int(seed), salt=salt or secrets.token_hex(8))
-    return _build(ws, out, params, prev["id"] if prev else None, progress=progress)
+    return _build(ws, out, params, prev.id if prev else None, progress=progress)
 
 
 def refresh(ws: Workspace, export_id: int | None = None, *, progress: bool = True) -> list[ExportReport]:
     """Rebuild stale exports in place (or the one ``export_id``, stale or not) from their recorded params."""
     if export_id is not None:
-        rows = ws.catalog.q("SELECT id, path, params FROM exports WHERE id=?", (export_id,))
-        if not rows:
-            raise ExportError(f"no export with id {export_id}")
+        one = ws.catalog.exports.get(export_id)
+        if one is None:
+            raise ExportNotFound(f"no export with id {export_id}")
+        rows = [one]
     else:
-        rows = ws.catalog.q("SELECT id, path, params FROM exports WHERE stale=1 ORDER BY id")
+        rows = ws.catalog.exports.stale()
     reports = []
     for r in rows:
-        params = {**_DEFAULTS, **json.loads(r["params"])}  # exports recorded by an older faceset lack new keys
+        params = {**_DEFAULTS, **r.params}  # exports recorded by an older faceset lack new keys
         # allow_empty: if erasure took every record, the old files must still go.
-        rep = _build(ws, Path(r["path"]), params, r["id"], progress=progress, allow_empty=True)
+        rep = _build(ws, Path(r.path), params, r.id, progress=progress, allow_empty=True)
         rep.refreshed = True
         reports.append(rep)
     return reports
@@ -167,19 +146,11 @@ def _build(ws: Workspace, out: Path, params: dict, export_id: int | None, *, pro
         writer.close()
         _write_manifest(tmp, rows)
         rep = _report(out, params, sel, export_id or 0, t0)
-        with ws.catalog.tx() as c:
-            if export_id is None:
-                export_id = c.execute(
-                    "INSERT INTO exports(path, format, what, params, created_at) VALUES (?,?,?,?,?)",
-                    (str(out), params["format"], params["what"], json.dumps(params, sort_keys=True), now()),
-                ).lastrowid
-            else:
-                c.execute("UPDATE exports SET format=?, what=?, params=?, created_at=?, stale=0, stale_reason=NULL "
-                          "WHERE id=?", (params["format"], params["what"], json.dumps(params, sort_keys=True), now(),
-                                         export_id))
-                c.execute("DELETE FROM export_items WHERE export_id=?", (export_id,))
-            c.executemany("INSERT INTO export_items(export_id, image_id, face_id) VALUES (?,?,?)",
-                          [(export_id, it.image_id, it.face_id) for it in sel.items])
+        with ws.catalog.tx():
+            # the export row and every (image, face) it holds, with the datasheet and audit entry: one unit
+            export_id = ws.catalog.exports.record(
+                path=str(out), format=params["format"], what=params["what"], params=params,
+                items=[(it.image_id, it.face_id) for it in sel.items], export_id=export_id)
             rep.export_id = export_id
             (tmp / "datasheet.md").write_text(render_datasheet(ws, rep, sel, params), encoding="utf-8")
             ws.catalog.audit("export", export_id=export_id, format=params["format"], what=params["what"],

@@ -9,14 +9,11 @@ them after their folder or file.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
 
 from ..catalog import now
 from ..workspace import Workspace
+from .result import ExportReport
 from .select import ALL_CLASS, Selection, public_source_names, split_order
-
-if TYPE_CHECKING:
-    from .core import ExportReport
 
 SECTIONS = ("Motivation", "Composition", "Collection process", "Preprocessing, cleaning and labelling",
             "Uses", "Distribution", "Maintenance")
@@ -28,7 +25,7 @@ _REASONS = {
     "not_scanned": "ingested but not scanned yet",
     "low_quality": "face below the quality bar (small, blurred, dark or turned away)",
     "not_main_face": "not the photo's main subject (bystander or background face)",
-    "bystander": "face already marked as a blurred bystander",
+    "blocked": "every face in the photo belongs to a person who asked to be forgotten",
     "consent_unknown": "consent basis 'unknown'",
     "consent_expired": "consent expired",
     "no_label": "no value for the chosen label",
@@ -37,6 +34,7 @@ _REASONS = {
     "no_main_face": "no main face recorded for the photo",
     "no_split": "the person has no split yet (run `faceset split`)",
     "per_person_cap_or_balance": "over the per-person cap or removed by class balancing (assign_splits settings)",
+    "other_split": "in another split than the one asked for",
 }
 
 _WHAT = {
@@ -71,7 +69,7 @@ def _cross(counter: Counter, rows: list[str], splits: list[str], top: int = 40) 
     return out
 
 
-def render_datasheet(ws: Workspace, rep: "ExportReport", sel: Selection, params: dict) -> str:
+def render_datasheet(ws: Workspace, rep: ExportReport, sel: Selection, params: dict) -> str:
     items = sel.items
     c = ws.catalog
     splits = sorted({it.split for it in items}, key=split_order)
@@ -91,18 +89,14 @@ def render_datasheet(ws: Workspace, rep: "ExportReport", sel: Selection, params:
     label = params["label"]
     unit = "face" if params["what"] != "images" else "photo"
 
-    src_rows = c.q(
-        """SELECT s.id, s.kind, s.license, s.consent, s.consent_expires, s.created_at,
-                  (SELECT COUNT(*) FROM images i WHERE i.source_id=s.id) AS images,
-                  (SELECT COUNT(*) FROM files f WHERE f.source_id=s.id AND f.outcome='rejected') AS rejected
-           FROM sources s ORDER BY s.id""")
+    src_rows = c.sources.for_datasheet()
     names = public_source_names(ws)
     exported_sources = {it.source for it in items}
-    detectors = [r[0] for r in c.q("SELECT DISTINCT detector FROM faces WHERE detector IS NOT NULL ORDER BY 1")]
-    rejected = c.q("SELECT reason_code, COUNT(*) FROM files WHERE outcome='rejected' GROUP BY 1 ORDER BY 2 DESC")
-    status = c.q("SELECT status, COUNT(*) FROM images GROUP BY 1 ORDER BY 1")
-    n_people = c.scalar("SELECT COUNT(*) FROM people")
-    label_origins = c.q("SELECT name, origin, COUNT(*) FROM labels GROUP BY 1, 2 ORDER BY 1, 2")
+    detectors = c.faces.detectors()
+    rejected = list(c.images.rejected_by_reason().items())
+    status = list(c.images.count_by_status().items())
+    n_people = c.people.count()
+    label_origins = c.labels.origins()
     licences = sorted(by_lic)
     nc = [x for x in licences if any(k in x.lower() for k in _NONCOMMERCIAL)]
 
@@ -147,8 +141,8 @@ def render_datasheet(ws: Workspace, rep: "ExportReport", sel: Selection, params:
            "Per source (photos ingested / files rejected at ingest):", "",
            _table(["source", "kind", "licence", "consent basis", "consent expires", "added", "photos", "rejected",
                    "in this export"],
-                  [[names[r["id"]], r["kind"], r["license"], r["consent"], r["consent_expires"] or "-", r["created_at"][:10],
-                    r["images"], r["rejected"], "yes" if names[r["id"]] in exported_sources else "no"] for r in src_rows]),
+                  [[names[r.id], r.kind, r.license, r.consent, r.consent_expires or "-", r.created_at[:10],
+                    r.images, r.rejected, "yes" if names[r.id] in exported_sources else "no"] for r in src_rows]),
            "", "Consent bases of the exported records: "
            + ", ".join(f"`{k}` {v}" for k, v in sorted(by_consent.items())) + ".", ""]
     if params["include_unknown_consent"]:
@@ -177,7 +171,7 @@ def render_datasheet(ws: Workspace, rep: "ExportReport", sel: Selection, params:
            + ". Labels describe the photo's main subject and were not re-checked by faceset.", ""]
 
     md += ["## Uses", "",
-           f"- **Intended:** training and evaluating face-attribute classifiers"
+           "- **Intended:** training and evaluating face-attribute classifiers"
            + (f" for `{label}`" if label else "") + " (e.g. `faceset train`), with per-group evaluation "
            "(`faceset evaluate --by ...`), using the identity-disjoint splits as given.",
            "- **Not intended:** identifying or tracking people, surveillance, inferring sensitive traits "

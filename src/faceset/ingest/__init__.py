@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..catalog import CONSENT_BASES, now
+from ..catalog import CONSENT_BASES
 from ..imageio import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -37,12 +37,13 @@ from ..imageio import (
 from ..progress import bar
 from ..store import Store
 from ..workspace import Workspace
-from .labels import LabelSpec, parse_spec
+from .label_specs import LabelSpec, parse_spec
 from .sources import IngestError, Item, Source, open_source, row_value
 
 __all__ = ["ingest", "check_request", "IngestReport", "IngestError"]
 
-PER_ROW = "per-row"  # sources.license/consent when only the manifest rows carry them
+PER_ROW = "per-row"  # sources.license (and the report's source consent) when only the manifest rows carry them
+UNKNOWN = "unknown"  # sources.consent then: a source has one of CONSENT_BASES; its images carry their own
 BATCH_ITEMS = 1024  # one store syncfs + one transaction per batch: syncfs costs ~10 ms on a busy disk,
 BATCH_SECONDS = 1.0  # so small batches stalled the parent (64 -> 1024: +20% chips/s); a kill loses <= 1 s
 MAX_REJECTS_LISTED = 1000
@@ -144,8 +145,24 @@ def _missing_msg(src: str, what: str) -> str:
 def check_request(sources: list, *, license: str | None, consent: str | None, source_name: str | None = None,
                   labels: str | None = None, label_map=None, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
     """Validate a request without a workspace (the CLI calls it before creating one). Raises IngestError."""
+    _check_limits({"max_file_bytes": max_file_bytes})
     _plan(None, list(sources), license, consent, source_name, parse_spec(labels, label_map),
           {"max_file_bytes": max_file_bytes})
+
+
+def _check_limits(limits: dict, workers: int | None = None) -> dict:
+    """Bad numbers are usage errors, before anything is read or written. Returns the limits as ints."""
+    if workers is not None and workers < 1:
+        raise IngestError(f"--workers must be >= 1 (got {workers}; 1 decodes in this process)")
+    out = {}
+    for name, v in limits.items():
+        try:
+            out[name] = int(v)
+        except (TypeError, ValueError):
+            out[name] = 0
+        if out[name] < 1:
+            raise IngestError(f"--{name.replace('_', '-')} must be a positive whole number (got {v!r})")
+    return out
 
 
 def _plan(ws: Workspace | None, sources: list, license, consent, source_name, spec: LabelSpec,
@@ -165,14 +182,14 @@ def _plan(ws: Workspace | None, sources: list, license, consent, source_name, sp
         if ws is None:
             name = source_name or src.default_name
         elif source_name:
-            row = ws.catalog.one("SELECT * FROM sources WHERE name=?", (source_name,))
+            row = ws.catalog.sources.by_name(source_name)
             name = source_name
         else:
-            row = ws.catalog.one("SELECT * FROM sources WHERE kind=? AND uri=?", (src.kind, src.uri))
-            name = row["name"] if row else _unique_name(ws, src.default_name, used)
+            row = ws.catalog.sources.by_location(src.kind, src.uri)
+            name = row.name if row else _unique_name(ws, src.default_name, used)
         used.add(name)
-        lic = license or (row["license"] if row else None)
-        con = consent or (row["consent"] if row else None)
+        lic = license or (row.license if row else None)
+        con = consent or (row.consent if row else None)
         if spec.kind == "column":
             if src.kind != "manifest":
                 raise IngestError(f"--labels column:... needs a CSV/JSONL manifest, but {s} is a {src.kind}")
@@ -198,14 +215,14 @@ def _plan(ws: Workspace | None, sources: list, license, consent, source_name, sp
             raise IngestError(_missing_msg(str(s), "licence"))
         elif not con:
             raise IngestError(_missing_msg(str(s), "consent basis"))
-        plans.append(_Plan(src, name, lic, con, row["id"] if row else None,
-                           row["license"] if row else None, row["consent"] if row else None))
+        plans.append(_Plan(src, name, lic, con, row.id if row else None,
+                           row.license if row else None, row.consent if row else None))
     return plans
 
 
 def _unique_name(ws: Workspace, base: str, used: set) -> str:
     name, n = base, 1
-    while name in used or ws.catalog.scalar("SELECT 1 FROM sources WHERE name=?", (name,)):
+    while name in used or ws.catalog.sources.name_taken(name):
         n += 1
         name = f"{base}-{n}"
     return name
@@ -228,12 +245,14 @@ def ingest(
 ) -> IngestReport:
     """Record every file of ``sources`` in the catalog and store a clean copy of each new image.
 
-    Raises ``IngestError`` (nothing written) for missing licence/consent, bad label specs or
-    unreadable SRCs; per-file problems are rejections counted in the report, never exceptions.
+    Raises ``IngestError`` (a ``UsageError``; nothing written) for missing licence/consent, a bad
+    consent basis, bad label specs, bad limits or workers, or unreadable SRCs; per-file problems
+    are rejections counted in the report, never exceptions.
     """
     t0 = time.monotonic()
+    limits = {"min_side": min_side, "max_pixels": max_pixels, "max_file_bytes": max_file_bytes}
+    limits = _check_limits(limits, workers)
     spec = parse_spec(labels, label_map)
-    limits = {"min_side": int(min_side), "max_pixels": int(max_pixels), "max_file_bytes": int(max_file_bytes)}
     plans = _plan(ws, list(sources), license, consent, source_name, spec, limits)
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
@@ -270,15 +289,10 @@ def ingest(
 def _ensure_source(ws: Workspace, plan: _Plan) -> int:
     if plan.existing_id is not None:
         return plan.existing_id
-    with ws.catalog.tx() as c:
-        row = c.execute("SELECT id FROM sources WHERE name=?", (plan.name,)).fetchone()
-        if row:
-            return row[0]
-        cur = c.execute(
-            "INSERT INTO sources(name, kind, uri, license, consent, created_at) VALUES (?,?,?,?,?,?)",
-            (plan.name, plan.src.kind, plan.src.uri, plan.license, plan.consent, now()))
-        ws.catalog.audit("source.create", kind=plan.src.kind, license=plan.license, consent=plan.consent)
-        return cur.lastrowid
+    # A manifest whose rows carry the consent: the source's own basis is 'unknown' (never used
+    # for them: each of its images records its row's basis, as base_consent is PER_ROW).
+    return ws.catalog.sources.ensure(plan.name, kind=plan.src.kind, uri=plan.src.uri, license=plan.license,
+                                     consent=UNKNOWN if plan.consent == PER_ROW else plan.consent)
 
 
 def _process_many(jobs: list[tuple]) -> list[tuple]:
@@ -348,7 +362,7 @@ class _Decoder:
 
 def _chunks(ws: Workspace, src_id: int, items: Iterator[Item]) -> Iterator[tuple[list[Item], list]]:
     """Group items; each gets either a final result now (ignored, pre-rejected, known) or a job."""
-    q = ws.catalog.conn
+    seen = ws.catalog.images.seen_file
     group: list[Item] = []
     slots: list = []  # per item: a result tuple, or an int index into the chunk's jobs
     jobs: list[tuple] = []
@@ -357,12 +371,12 @@ def _chunks(ws: Workspace, src_id: int, items: Iterator[Item]) -> Iterator[tuple
         if it.ignored:
             slots.append(("ignored",))
         else:
-            known = q.execute("SELECT sha256 FROM files WHERE source_id=? AND path=?", (src_id, it.path)).fetchone()
+            known = seen(src_id, it.path)
             if it.reject is not None:
                 slots.append(("skip",) if known else ("rejected", None, it.size, it.reject.code, it.reject.reason))
             else:
                 slots.append(len(jobs))
-                jobs.append((it.path, it.fs_path, it.data, known[0] if known else None))
+                jobs.append((it.path, it.fs_path, it.data, known.sha256 if known else None))
                 nbytes += it.size or 0
                 it.data = None  # the job holds it until the worker has it
         group.append(it)
@@ -391,16 +405,6 @@ def _results(ws: Workspace, src_id: int, items: Iterator[Item], dec: _Decoder) -
         yield from drain()
 
 
-def _upsert_file(c, src_id, path, sha, size, image_id, outcome, code, reason) -> None:
-    c.execute(
-        """INSERT INTO files(source_id, path, sha256, size, image_id, outcome, reason_code, reason, seen_at)
-           VALUES (?,?,?,?,?,?,?,?,?)
-           ON CONFLICT(source_id, path) DO UPDATE SET sha256=excluded.sha256, size=excluded.size,
-             image_id=excluded.image_id, outcome=excluded.outcome, reason_code=excluded.reason_code,
-             reason=excluded.reason, seen_at=excluded.seen_at""",
-        (src_id, path, sha, size, image_id, outcome, code, reason, now()))
-
-
 def _commit(ws: Workspace, plan: _Plan, src_id: int, spec: LabelSpec, batch: list, rep: IngestReport,
             orphan_keys: set[str]) -> None:
     """One transaction per batch: files, images and labels of these items, all or nothing."""
@@ -408,15 +412,16 @@ def _commit(ws: Workspace, plan: _Plan, src_id: int, spec: LabelSpec, batch: lis
     if any(res[0] == "ok" for _, res in batch):
         ws.store.sync()  # the batch's stored copies are on disk before any row points at them
     origin = {"folder": "folder", "column": "manifest", "regex": "regex"}.get(spec.kind, "user")
-    with ws.catalog.tx() as c:
+    images, labels = ws.catalog.images, ws.catalog.labels
+    with ws.catalog.tx():
         for it, res in batch:
             kind = res[0]
             if kind == "ignored":
                 rep.ignored += 1
                 continue
             if kind != "skip":  # the same path twice in one run (manifest rows, archive members): as a rerun would
-                prev = c.execute("SELECT sha256 FROM files WHERE source_id=? AND path=?", (src_id, it.path)).fetchone()
-                if prev is not None and (prev[0] == res[1] or res[1] is None):
+                prev = images.seen_file(src_id, it.path)
+                if prev is not None and (prev.sha256 == res[1] or res[1] is None):
                     kind = "skip"
             if kind == "skip":
                 rep.skipped += 1
@@ -424,7 +429,8 @@ def _commit(ws: Workspace, plan: _Plan, src_id: int, spec: LabelSpec, batch: lis
                 continue
             if kind == "rejected":
                 _, sha, size, code, reason = res
-                _upsert_file(c, src_id, it.path, sha, size, None, "rejected", code, reason)
+                images.record_file(src_id, it.path, sha256=sha, size=size, image_id=None, outcome="rejected",
+                                   reason_code=code, reason=reason)
                 rep.rejected[code] = rep.rejected.get(code, 0) + 1
                 if len(rep.rejects) < MAX_REJECTS_LISTED:
                     rep.rejects.append((it.path, f"{code}: {reason}"))
@@ -432,41 +438,28 @@ def _commit(ws: Workspace, plan: _Plan, src_id: int, spec: LabelSpec, batch: lis
                 continue
             _, sha, size, psha, key, fmt, w, h, nbytes = res
             lab = spec.extract(it.path, it.columns)
-            dup = c.execute("SELECT image_id FROM files WHERE sha256=? AND image_id IS NOT NULL LIMIT 1",
-                            (sha,)).fetchone()
-            how = "same_bytes"
-            if dup is None:
-                dup = c.execute("SELECT id FROM images WHERE pixel_sha=?", (psha,)).fetchone()
-                how = "same_pixels"
+            dup = images.find_duplicate(sha, psha)
             if dup is not None:
-                img = dup[0]
-                kept_key = c.execute("SELECT store_key FROM images WHERE id=?", (img,)).fetchone()[0]
-                if key != kept_key:
+                if key != dup.store_key:
                     orphan_keys.add(key)
-                conflicts = _merge_labels(c, img, lab, origin)
-                reason = f"{how.replace('_', ' ')} as image {img}"
+                conflicts = labels.merge(dup.image_id, lab, origin)
+                reason = f"{dup.how.replace('_', ' ')} as image {dup.image_id}"
                 if conflicts:
-                    reason += "; labels differ: " + ", ".join(conflicts)
+                    reason += "; labels differ: " + ", ".join(f"{c.name}={c.value} (kept {c.kept})" for c in conflicts)
                     rep.label_conflicts += 1
-                _upsert_file(c, src_id, it.path, sha, size, img, "duplicate", how, reason)
+                images.record_file(src_id, it.path, sha256=sha, size=size, image_id=dup.image_id,
+                                   outcome="duplicate", reason_code=dup.how, reason=reason)
                 rep.duplicates += 1
-                rep.duplicate_kinds[how] = rep.duplicate_kinds.get(how, 0) + 1
+                rep.duplicate_kinds[dup.how] = rep.duplicate_kinds.get(dup.how, 0) + 1
                 counts["duplicates"] += 1
                 continue
             lic = it.license or (plan.license if plan.license != PER_ROW else None)
             con = it.consent or (plan.consent if plan.consent != PER_ROW else None)
-            cur = c.execute(
-                """INSERT INTO images(pixel_sha, sha256, store_key, format, width, height, bytes, source_id,
-                                      license, consent, consent_expires, status, created_at)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,'new',?)""",
-                (psha, sha, key, fmt, w, h, nbytes, src_id,
-                 None if lic == plan.base_license else lic, None if con == plan.base_consent else con,
-                 it.consent_expires, now()))
-            img = cur.lastrowid
-            for n, v in lab.items():
-                c.execute("INSERT OR IGNORE INTO labels(image_id, name, value, origin, updated_at) VALUES (?,?,?,?,?)",
-                          (img, n, v, origin, now()))
-            _upsert_file(c, src_id, it.path, sha, size, img, "added", None, None)
+            img = images.add(pixel_sha=psha, sha256=sha, store_key=key, format=fmt, width=w, height=h, nbytes=nbytes,
+                             source_id=src_id, license=None if lic == plan.base_license else lic,
+                             consent=None if con == plan.base_consent else con, consent_expires=it.consent_expires)
+            labels.add_missing(img, lab, origin)
+            images.record_file(src_id, it.path, sha256=sha, size=size, image_id=img, outcome="added")
             rep.added += 1
             counts["added"] += 1
         if counts.get("added") or counts.get("duplicates") or counts.get("rejected"):
@@ -474,21 +467,8 @@ def _commit(ws: Workspace, plan: _Plan, src_id: int, spec: LabelSpec, batch: lis
                                                             ("added", "duplicates", "rejected", "skipped")})
 
 
-def _merge_labels(c, image_id: int, lab: dict[str, str], origin: str) -> list[str]:
-    """Add labels the kept image lacks; report (never overwrite) the ones that disagree."""
-    conflicts = []
-    for n, v in lab.items():
-        cur = c.execute("SELECT value FROM labels WHERE image_id=? AND name=?", (image_id, n)).fetchone()
-        if cur is None:
-            c.execute("INSERT INTO labels(image_id, name, value, origin, updated_at) VALUES (?,?,?,?,?)",
-                      (image_id, n, v, origin, now()))
-        elif cur[0] != v:
-            conflicts.append(f"{n}={v} (kept {cur[0]})")
-    return conflicts
-
-
 def _drop_orphans(ws: Workspace, keys: set[str]) -> None:
     """Clean copies of pixel-duplicates were stored by the workers before we knew; remove unreferenced ones."""
     for k in keys:
-        if not ws.catalog.scalar("SELECT 1 FROM images WHERE store_key=? LIMIT 1", (k,)):
+        if not ws.catalog.images.store_key_in_use(k):
             ws.store.delete(k)

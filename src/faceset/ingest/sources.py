@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
+from ..errors import UsageError
 from ..imageio import DEFAULT_MAX_FILE_BYTES, Rejected
 
 
-class IngestError(Exception):
-    """Fatal, user-facing problem with the request (CLI: exit 2, nothing touched)."""
+class IngestError(UsageError):
+    """Fatal, user-facing problem with the request: a bad SRC, licence, consent basis, label spec or
+    limit (CLI: exit 2, nothing touched)."""
 
 
 # Files operating systems and tools scatter into photo folders: skipped silently, counted as "ignored".

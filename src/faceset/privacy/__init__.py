@@ -1,14 +1,15 @@
-"""Privacy: forget-me-by-selfie erasure, the blocklist, the consent ledger and the audit log.
+"""Privacy: forget-me-by-selfie erasure, redaction, the blocklist, the consent ledger and the audit log.
 
-``forget(ws, selfies)`` finds a person's faces from their photos and erases every trace
-(rows, chips, crops, stored images, caches), blurs them where they are a bystander, and
-blocks them from later scans. ``consent.effective_consent(ws)`` gives each image/face its
-basis; ``audit.entries(ws)`` reads the log.
+``forget(ws, selfies)`` finds a person's faces from their photos (find), decides what goes
+(``plan``: an ``ErasurePlan``) and erases every trace (``apply``: rows, chips, crops, stored
+images, caches), pixelating them where they are a bystander, and blocks them from later scans.
+``redact`` is the one implementation of hiding a face (shared with scan's blocklist);
+``consent.effective_consent(ws)`` gives each image/face its basis; ``audit.entries(ws)`` reads the log.
 """
 
 from __future__ import annotations
 
 # The function shadows its module on purpose: `faceset.privacy.forget(ws, selfies)` is the contract.
-from .forget import ForgetError, ForgetReport, erase, find_matches, forget  # noqa: E402
+from .forget import ErasurePlan, ForgetError, ForgetReport, apply, erase, find_matches, forget, plan  # noqa: E402
 
-__all__ = ["ForgetError", "ForgetReport", "erase", "find_matches", "forget"]
+__all__ = ["ErasurePlan", "ForgetError", "ForgetReport", "apply", "erase", "find_matches", "forget", "plan"]

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
+from ..errors import UsageError
 from ..workspace import Workspace
 
 
 def entries(ws: Workspace, *, action: str | None = None, limit: int | None = None) -> list[dict]:
     """Newest first: who did what, when, with which counts. Details are JSON (never biometric)."""
-    sql = "SELECT id, ts, actor, action, details FROM audit"
-    params: list = []
-    if action:
-        sql += " WHERE action=?"
-        params.append(action)
-    sql += " ORDER BY id DESC"
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(int(limit))
-    return [{**dict(r), "details": json.loads(r["details"])} for r in ws.catalog.q(sql, params)]
+    if limit is not None and int(limit) < 0:
+        raise UsageError(f"limit must be >= 0, not {limit}")
+    return ws.catalog.audit_log.entries(action=action, limit=limit)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..catalog import now
+from ..errors import UsageError
 from ..workspace import Workspace
 
 TEMPLATE_DTYPE = np.float16
@@ -38,26 +38,24 @@ def make_template(embeddings: np.ndarray) -> bytes:
     """The stored form: unit mean of unit rows, float16 bytes. Nothing per-photo survives the mean."""
     e = unit(embeddings)
     if len(e) == 0:
-        raise ValueError("a blocklist template needs at least one embedding")
+        raise UsageError("a blocklist template needs at least one embedding")
     return unit(e.mean(axis=0))[0].astype(TEMPLATE_DTYPE).tobytes()
 
 
 def add_template(ws: Workspace, embeddings: np.ndarray, radius: float) -> int:
     """Block the person these embeddings belong to; returns the blocklist id (for `consent unblock`)."""
-    with ws.catalog.tx() as c:
-        cur = c.execute(
-            "INSERT INTO blocklist(template, radius, created_at) VALUES (?,?,?)",
-            (make_template(embeddings), float(radius), now()),
-        )
-        bid = int(cur.lastrowid)
+    if not 0.0 < float(radius) <= 2.0:
+        raise UsageError(f"radius must be in (0, 2] (distance between unit vectors), not {radius}")
+    with ws.catalog.tx():
+        bid = ws.catalog.blocklist.add(make_template(embeddings), radius)
         ws.catalog.audit("blocklist_add", blocklist_id=bid, radius=round(float(radius), 4))
     return bid
 
 
 def remove(ws: Workspace, blocklist_id: int) -> bool:
     """Unblock: the person's template is deleted (secure_delete zeroes the page); later scans keep them."""
-    with ws.catalog.tx() as c:
-        n = c.execute("DELETE FROM blocklist WHERE id=?", (int(blocklist_id),)).rowcount
+    with ws.catalog.tx():
+        n = ws.catalog.blocklist.remove(blocklist_id)
         if n:
             ws.catalog.audit("blocklist_remove", blocklist_id=int(blocklist_id))
     if n:
@@ -67,17 +65,17 @@ def remove(ws: Workspace, blocklist_id: int) -> bool:
 
 def entries(ws: Workspace) -> list[dict]:
     """What `faceset consent blocklist` shows: ids, dates and radii, never the templates."""
-    return [dict(r) for r in ws.catalog.q("SELECT id, radius, created_at FROM blocklist ORDER BY id")]
+    return [e._asdict() for e in ws.catalog.blocklist.entries()]
 
 
 def templates(ws: Workspace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, float32[k,128] unit templates, radii)."""
-    rows = ws.catalog.q("SELECT id, template, radius FROM blocklist ORDER BY id")
+    rows = ws.catalog.blocklist.templates()
     if not rows:
         return np.zeros(0, np.int64), np.zeros((0, DIM), np.float32), np.zeros(0, np.float32)
-    ids = np.array([r["id"] for r in rows], np.int64)
-    t = np.stack([np.frombuffer(r["template"], TEMPLATE_DTYPE).astype(np.float32) for r in rows])
-    radii = np.array([r["radius"] for r in rows], np.float32)
+    ids = np.array([r.id for r in rows], np.int64)
+    t = np.stack([np.frombuffer(r.template, TEMPLATE_DTYPE).astype(np.float32) for r in rows])
+    radii = np.array([r.radius for r in rows], np.float32)
     return ids, unit(t), radii
 
 

@@ -1,27 +1,26 @@
 """Forget me by selfie: find every face of a person from their photo(s) and erase every trace.
 
-Two steps so people can look before anything is deleted:
+Three steps, so people can look before anything is deleted:
 
-* :func:`find_matches` embeds the selfie(s) and returns each workspace face within
+* find: :func:`find_matches` embeds the selfie(s) and returns each workspace face within
   ``threshold`` (distance between unit-normalised embeddings), plus the faces of any
   person cluster whose centroid is within the tighter ``cluster_radius`` (recall from the
   curated clusters without letting a loose cluster drag strangers in).
-* :func:`erase` deletes, in one catalog transaction: whole images where the person is
-  the main subject or the only face (rows, files rows with the original paths, labels,
-  chips, crops, stored copy); in group shots where they are a bystander, their face is
-  pixelated in a new stored copy (or the photo dropped with ``drop_group_photos``).
-  Exports that held them turn stale, the person goes on the blocklist, and the audit log
-  gets counts only. After commit: store objects are overwritten and unlinked, caches and
-  contact sheets (derived, rebuildable, may show the face) are wiped, unreferenced store
-  objects are collected and the catalog is vacuumed so no page keeps the old rows.
+* plan: :func:`plan` turns the matches into an :class:`ErasurePlan` (pure data, what
+  ``--dry-run`` prints): whole photos to erase where the person is the main subject or the
+  only face (or every group shot, with ``drop_group_photos``), and in the other group shots
+  the faces to pixelate.
+* apply: :func:`apply` does it in one catalog transaction (rows, files rows with the original
+  paths, labels, chips, crops, stored copies; redacted copies of group shots with the
+  neighbours' chips and crops cut again; stale exports; the person's clusters; the blocklist;
+  an audit entry with counts only), then shreds the store objects and derived artefacts
+  (caches, contact sheets, the report) and vacuums the catalog so no page keeps the old rows.
+  The redaction itself is :mod:`faceset.privacy.redact`, shared with scan's blocklist.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import os
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,10 +29,11 @@ from typing import Callable
 import numpy as np
 
 from .. import imageio
+from ..errors import NotFound, UsageError
 from ..workspace import Workspace
-from . import blocklist
-from .blur import pixelate_faces
+from . import blocklist, redact
 from .blocklist import distances, unit
+from .redact import blur_boxes, purge_blocked, wipe_derived  # noqa: F401  (the API they had here)
 
 # Chosen on ../shared/data/identities by bench/forget.py (identity-disjoint 2-fold, UTKFace
 # distractors): see docs/privacy.md for the curve and the held-out numbers.
@@ -43,8 +43,13 @@ DEFAULT_THRESHOLD = 0.36
 DEFAULT_CLUSTER_RADIUS = 0.30
 
 
-class ForgetError(Exception):
-    """A selfie that cannot be used (unreadable, no face): the CLI exits 2 with this message."""
+class ForgetError(UsageError):
+    """A selfie or setting that cannot be used (unreadable, no face, distance out of range):
+    the CLI exits 2 with this message."""
+
+
+class SelfieNotFound(ForgetError, NotFound):
+    """A selfie file that does not exist."""
 
 
 @dataclass
@@ -61,6 +66,24 @@ class Match:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ErasurePlan:
+    """What :func:`apply` will do, decided from the matches alone (no workspace: testable, printable)."""
+
+    erase_images: tuple[int, ...] = ()  # whole photos go
+    hide_faces: dict[int, tuple[int, ...]] = field(default_factory=dict)  # group shot -> faces to pixelate
+    faces: tuple[int, ...] = ()  # every matched face (their rows go in both cases)
+
+    @property
+    def touched_images(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.erase_images) | set(self.hide_faces)))
+
+    def to_dict(self) -> dict:
+        return {"erase_images": list(self.erase_images),
+                "hide_faces": {str(k): list(v) for k, v in self.hide_faces.items()},
+                "faces": list(self.faces)}
 
 
 @dataclass
@@ -82,6 +105,7 @@ class ForgetReport:
     blocklist_id: int | None = None
     contact_sheet: str | None = None  # wiped by the erasure itself (it shows the face)
     cancelled: bool = False
+    plan: ErasurePlan | None = None
 
     @property
     def images(self) -> list[int]:
@@ -89,9 +113,17 @@ class ForgetReport:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["plan"] = self.plan.to_dict() if self.plan is not None else None
         d["matched_faces"] = len(self.matches)
         d["matched_images"] = len(self.images)
         return d
+
+
+def _check_distance(name: str, v: float) -> float:
+    v = float(v)
+    if not 0.0 < v <= 2.0:
+        raise ForgetError(f"{name} must be in (0, 2] (distance between unit-normalised embeddings), not {v}")
+    return v
 
 
 # -- finding ------------------------------------------------------------------
@@ -101,6 +133,8 @@ def selfie_embeddings(selfies: list) -> np.ndarray:
     """One embedding per selfie: its main (largest) face. Paths, bytes or HxWx3 arrays."""
     from ..scan import analyze
 
+    if not len(selfies):
+        raise ForgetError("give at least one photo of the person")
     out = []
     for s in selfies:
         name = str(s) if isinstance(s, (str, Path)) else "selfie"
@@ -118,6 +152,8 @@ def _load_rgb(s, name: str) -> np.ndarray:
         return s
     try:
         data = s if isinstance(s, bytes) else Path(s).read_bytes()
+    except FileNotFoundError:
+        raise SelfieNotFound(f"{name}: no such file") from None
     except OSError as e:
         raise ForgetError(f"{name}: cannot read ({e.strerror or e})") from None
     try:
@@ -136,8 +172,11 @@ def find_matches(
     selfie_emb: np.ndarray | None = None,
 ) -> list[Match]:
     """Every face of the selfie's person in the workspace, with what erasure will do to it."""
+    threshold = _check_distance("threshold", threshold)
+    cluster_radius = _check_distance("cluster_radius", cluster_radius)
     q = unit(selfie_emb if selfie_emb is not None else selfie_embeddings(selfies))
-    ids, emb = ws.face_embeddings()
+    c = ws.catalog
+    ids, emb = c.faces.embeddings()
     if len(ids) == 0:
         return []
     u = unit(emb)
@@ -150,15 +189,13 @@ def find_matches(
     # whose centroid sits within the tighter radius, and only to faces of that cluster within
     # ``threshold`` of a direct match (one hop). Clusters chain look-alikes (bench: strangers
     # 0.38-0.50 away sat in one person's cluster), so "the whole cluster" would erase them.
-    person = dict(ws.catalog.q("SELECT id, person_id FROM faces WHERE embedding IS NOT NULL"))
+    person = c.faces.persons_of_embedded()
     pid = np.array([person.get(int(i)) or 0 for i in ids])
     touched = sorted({int(p) for p in pid[direct] if p})
-    for r in ws.catalog.q(f"SELECT id, centroid FROM people WHERE id IN ({_qs(touched)})", touched):
-        if r["centroid"] is None:
+    for person_id, centroid in sorted(c.people.centroids(touched).items()):
+        if float(distances(unit(np.frombuffer(centroid, np.float32)), q).min()) > cluster_radius:
             continue
-        if float(distances(unit(np.frombuffer(r["centroid"], np.float32)), q).min()) > cluster_radius:
-            continue
-        members = np.flatnonzero(pid == r["id"])
+        members = np.flatnonzero(pid == person_id)
         near = distances(u[members], u[direct]).min(axis=1) <= threshold
         for k in members[near]:
             if int(ids[k]) not in hit:
@@ -167,35 +204,26 @@ def find_matches(
     if not hit:
         return []
 
-    rows = ws.catalog.q(
-        f"""SELECT f.id, f.image_id, f.person_id, f.is_main,
-                   (SELECT COUNT(*) FROM faces g WHERE g.image_id = f.image_id) AS n
-            FROM faces f WHERE f.id IN ({_qs(hit)}) ORDER BY f.image_id, f.idx""",
-        list(hit),
-    )
-    paths: dict[int, list[str]] = {}
-    img_ids = sorted({r["image_id"] for r in rows})
-    for r in ws.catalog.q(
-            f"""SELECT f.image_id, f.path, s.kind, s.uri FROM files f JOIN sources s ON s.id = f.source_id
-                WHERE f.image_id IN ({_qs(img_ids)}) ORDER BY f.id""", img_ids):
-        paths.setdefault(r["image_id"], []).append(original_path(r["kind"], r["uri"], r["path"]))
+    rows = c.faces.in_images(hit)
+    paths = {iid: [original_path(f.kind, f.uri, f.path) for f in files]
+             for iid, files in c.images.original_files({r.image_id for r in rows}).items()}
     # Subject when the person is the main face or every face in the photo is theirs.
     matched_per_image: dict[int, int] = {}
     main_in_image: set[int] = set()
     for r in rows:
-        matched_per_image[r["image_id"]] = matched_per_image.get(r["image_id"], 0) + 1
-        if r["is_main"]:
-            main_in_image.add(r["image_id"])
+        matched_per_image[r.image_id] = matched_per_image.get(r.image_id, 0) + 1
+        if r.is_main:
+            main_in_image.add(r.image_id)
     out = []
     for r in rows:
-        iid = r["image_id"]
-        if iid in main_in_image or matched_per_image[iid] >= r["n"]:
+        iid = r.image_id
+        if iid in main_in_image or matched_per_image[iid] >= r.faces_in_image:
             action = "erase_image"
         else:
             action = "drop_group_photo" if drop_group_photos else "blur_face"
         out.append(Match(
-            face_id=r["id"], image_id=iid, distance=round(hit[r["id"]], 4), via=via[r["id"]],
-            person_id=r["person_id"], is_main=bool(r["is_main"]), faces_in_image=r["n"],
+            face_id=r.face_id, image_id=iid, distance=round(hit[r.face_id], 4), via=via[r.face_id],
+            person_id=r.person_id, is_main=r.is_main, faces_in_image=r.faces_in_image,
             action=action, source_paths=paths.get(iid, []),
         ))
     return out
@@ -210,10 +238,6 @@ def original_path(kind: str, uri: str | None, path: str) -> str:
     return f"{uri}:{path}" if uri else path
 
 
-def _qs(xs) -> str:
-    return ",".join("?" * len(xs))
-
-
 # -- showing --------------------------------------------------------------------
 
 
@@ -223,8 +247,7 @@ def contact_sheet(ws: Workspace, matches: list[Match], out: Path, cols: int = 8,
 
     if not matches:
         return None
-    keys = {r["id"]: r["chip_key"] for r in ws.catalog.q(
-        f"SELECT id, chip_key FROM faces WHERE id IN ({_qs(matches)})", [m.face_id for m in matches])}
+    keys = ws.catalog.faces.chip_keys(m.face_id for m in matches)
     rows = (len(matches) + cols - 1) // cols
     sheet = Image.new("RGB", (cols * cell, rows * (cell + 16)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -242,243 +265,88 @@ def contact_sheet(ws: Workspace, matches: list[Match], out: Path, cols: int = 8,
     return out
 
 
-# -- erasing --------------------------------------------------------------------
+# -- planning -------------------------------------------------------------------
 
 
-def _blurred_copy(ws: Workspace, image_id: int, boxes, keep: list) -> tuple[str, str, int, dict]:
-    """A new clean stored copy with ``boxes`` pixelated: (store key, pixel_sha, bytes, new face keys).
-
-    The faces that stay (``keep`` rows) get their chip and crop cut again from the blurred
-    pixels: a neighbour's crop has margin enough to show the erased face beside it.
-    """
-    from ..scan import align
-    from ..scan.pipeline import encode_jpeg, encode_png
-
-    data = ws.image_bytes(image_id)
-    lossy = data[:3] == b"\xff\xd8\xff"
-    blurred = pixelate_faces(imageio.decode(data, clean=False).rgb, boxes)
-    blob, _ = imageio.encode_clean(blurred, lossy)
-    rgb = imageio.decode(blob, clean=False).rgb  # exactly what the store will hold
-    recut = {}
-    if keep:
-        shapes = [align.shape_of(np.array(json.loads(f["landmarks"])), (f["x"], f["y"], f["x"] + f["w"], f["y"] + f["h"]))
-                  for f in keep]
-        chips = align.chips(rgb, shapes, align.CHIP_SIZE, align.CHIP_PADDING)
-        crops = align.chips(rgb, shapes, align.CROP_SIZE, align.CROP_PADDING)
-        for f, chip, crop in zip(keep, chips, crops):
-            recut[f["id"]] = (ws.store.put(encode_png(chip)), ws.store.put(encode_jpeg(crop)))
-    return ws.store.put(blob), imageio.pixel_sha(rgb), len(blob), recut
-
-
-def erase(ws: Workspace, matches: list[Match], *, radius: float = DEFAULT_THRESHOLD,
-          selfie_emb: np.ndarray | None = None, report: ForgetReport | None = None) -> ForgetReport:
-    """Erase what ``matches`` found (see module doc). Safe to rerun after a crash."""
-    rep = report or ForgetReport(selfies=0, threshold=radius, cluster_radius=DEFAULT_CLUSTER_RADIUS,
-                                 matches=matches, dry_run=False)
-    c = ws.catalog
-    erase_imgs = sorted({m.image_id for m in matches if m.action in ("erase_image", "drop_group_photo")})
-    blur: dict[int, list[Match]] = {}
+def plan(matches: list[Match]) -> ErasurePlan:
+    """What erasure will do with these matches: pure, so ``--dry-run`` can print exactly it."""
+    hide: dict[int, list[int]] = {}
     for m in matches:
         if m.action == "blur_face":
-            blur.setdefault(m.image_id, []).append(m)
-    face_ids = [m.face_id for m in matches]
+            hide.setdefault(m.image_id, []).append(m.face_id)
+    return ErasurePlan(
+        erase_images=tuple(sorted({m.image_id for m in matches if m.action in ("erase_image", "drop_group_photo")})),
+        hide_faces={iid: tuple(sorted(f)) for iid, f in sorted(hide.items())},
+        faces=tuple(sorted({m.face_id for m in matches})),
+    )
+
+
+# -- applying -------------------------------------------------------------------
+
+
+def apply(ws: Workspace, erasure: ErasurePlan, *, radius: float = DEFAULT_THRESHOLD,
+          selfie_emb: np.ndarray | None = None, report: ForgetReport | None = None) -> ForgetReport:
+    """Carry out ``erasure`` (see the module doc): one transaction, then shredding, then VACUUM.
+
+    Safe to rerun after a crash: a rerun finds nothing left to match and collects what the
+    interrupted run left in the store.
+    """
+    rep = report or ForgetReport(selfies=0, threshold=radius, cluster_radius=DEFAULT_CLUSTER_RADIUS,
+                                 matches=[], dry_run=False)
+    rep.plan = erasure
+    c = ws.catalog
 
     # The blocklist template comes from the person's own embeddings (selfies + matched faces).
     parts = [selfie_emb] if selfie_emb is not None and len(selfie_emb) else []
-    if face_ids:
-        parts.append(ws.face_embeddings(f"id IN ({_qs(face_ids)})", face_ids)[1])
+    if erasure.faces:
+        parts.append(c.faces.embeddings(face_ids=erasure.faces).vectors)
     tmpl = np.concatenate(parts) if parts and sum(map(len, parts)) else None
 
-    # New blurred copies go into the store before the transaction; a crash leaves only unreferenced objects.
-    old_keys: set[str] = set()
-    new_copies = {}
-    for iid, ms in blur.items():
-        gone = {m.face_id for m in ms}
-        faces = c.q("SELECT id, x, y, w, h, landmarks, chip_key, crop_key FROM faces WHERE image_id=?", (iid,))
-        boxes = [(f["x"], f["y"], f["w"], f["h"]) for f in faces if f["id"] in gone]
-        keep = [f for f in faces if f["id"] not in gone and f["landmarks"]]
-        new_copies[iid] = _blurred_copy(ws, iid, boxes, keep)
-        for f in keep:  # the neighbours' old chips/crops may show the erased face
-            old_keys.update(k for k in (f["chip_key"], f["crop_key"]) if k)
+    # Redacted copies go into the store before the transaction; a crash leaves only unreferenced objects.
+    copies = [redact.redacted_copy(ws, iid, hide_faces=fids) for iid, fids in erasure.hide_faces.items()]
 
-    all_erased_faces = face_ids + [r["id"] for r in c.q(
-        f"SELECT id FROM faces WHERE image_id IN ({_qs(erase_imgs)})", erase_imgs)]
-    with c.tx() as tx:
-        doomed_keys: set[str] = set()
-        for r in tx.execute(f"SELECT chip_key, crop_key FROM faces WHERE id IN ({_qs(all_erased_faces)})",
-                            all_erased_faces):
-            doomed_keys.update(k for k in (r["chip_key"], r["crop_key"]) if k)
-        img_rows = tx.execute(f"SELECT id, store_key, sha256, source_id FROM images WHERE id IN "
-                              f"({_qs(erase_imgs + list(blur))})", erase_imgs + list(blur)).fetchall()
-        doomed_keys.update(r["store_key"] for r in img_rows)
-        shas = [r["sha256"] for r in img_rows if r["id"] in set(erase_imgs)]
-        sources = {r["source_id"] for r in img_rows if r["id"] in set(erase_imgs)}
-        people = {r["person_id"] for r in tx.execute(
-            f"SELECT DISTINCT person_id FROM faces WHERE person_id IS NOT NULL AND id IN ({_qs(all_erased_faces)})",
-            all_erased_faces)}
-
-        touched_imgs = erase_imgs + list(blur)
-        stale = [r[0] for r in tx.execute(
-            f"SELECT DISTINCT export_id FROM export_items WHERE image_id IN ({_qs(touched_imgs)}) "
-            f"OR face_id IN ({_qs(all_erased_faces)})", touched_imgs + all_erased_faces)]
-        tx.execute(f"UPDATE exports SET stale=1, stale_reason='forget' WHERE id IN ({_qs(stale)})", stale)
-        tx.execute(f"DELETE FROM export_items WHERE image_id IN ({_qs(erase_imgs)}) "
-                   f"OR face_id IN ({_qs(all_erased_faces)})", erase_imgs + all_erased_faces)
-
-        tx.execute(f"DELETE FROM faces WHERE id IN ({_qs(all_erased_faces)})", all_erased_faces)
-        n_files = tx.execute(
-            f"DELETE FROM files WHERE image_id IN ({_qs(erase_imgs)}) OR sha256 IN ({_qs(shas)})",
-            erase_imgs + shas).rowcount
-        tx.execute(f"DELETE FROM images WHERE id IN ({_qs(erase_imgs)})", erase_imgs)
-        for iid, (key, sha, nbytes, recut) in new_copies.items():
-            tx.execute("UPDATE images SET store_key=?, pixel_sha=?, bytes=? WHERE id=?", (key, sha, nbytes, iid))
-            for fid, (chip_key, crop_key) in recut.items():
-                tx.execute("UPDATE faces SET chip_key=?, crop_key=? WHERE id=?", (chip_key, crop_key, fid))
-        doomed_keys |= old_keys
-
-        n_people = 0
-        for pid in people:  # centroid as curate keeps it: mean of 'ok' faces, of all if none is ok
-            n = tx.execute("SELECT COUNT(*) FROM faces WHERE person_id=?", (pid,)).fetchone()[0]
-            if n == 0:
-                tx.execute("DELETE FROM people WHERE id=?", (pid,))
-                n_people += 1
-                continue
-            ok_ids, ok = ws.face_embeddings("person_id=? AND status='ok' AND embedding IS NOT NULL", (pid,))
-            all_ids, e = ws.face_embeddings("person_id=? AND embedding IS NOT NULL", (pid,))
-            cen = (ok if len(ok_ids) else e).mean(axis=0).astype(np.float32).tobytes() if len(all_ids) else None
-            tx.execute("UPDATE people SET n_faces=?, centroid=? WHERE id=?", (n, cen, pid))
-        for sid in sources:  # a source that only ever held this person (e.g. one file) names them
-            if not tx.execute("SELECT 1 FROM images WHERE source_id=? UNION SELECT 1 FROM files WHERE source_id=?",
-                              (sid, sid)).fetchone():
-                tx.execute("DELETE FROM sources WHERE id=?", (sid,))
-
+    with c.tx():
+        n_stale = redact.mark_stale(ws, "forget", image_ids=erasure.touched_images, face_ids=erasure.faces)
+        people = c.faces.people_of(set(erasure.faces) | set(c.faces.ids_in_images(erasure.erase_images)))
+        gone = redact.erase_images(ws, erasure.erase_images, face_ids=erasure.faces)
+        doomed = set(gone.keys)
+        for copy in copies:
+            redact.apply_copy(ws, copy)
+            doomed |= copy.old_keys
+        c.people.refresh_centroids(people)
+        n_people = c.people.delete_empty(people)
+        # a source that only ever held this person (e.g. one file) names them
+        c.sources.delete_unused(gone.source_ids)
         if tmpl is not None and not (selfie_emb is not None and len(selfie_emb)
                                      and blocklist.blocked_mask(ws, selfie_emb).all()):
             rep.blocklist_id = blocklist.add_template(ws, tmpl, radius)  # not again on a rerun
-        ws.catalog.audit("forget", images_erased=len(erase_imgs), faces_erased=len(all_erased_faces),
-                         faces_blurred=sum(len(v) for v in blur.values()), exports_stale=len(stale),
-                         people_deleted=n_people, blocklist_id=rep.blocklist_id)
+        n_blurred = sum(len(v) for v in erasure.hide_faces.values())
+        c.audit("forget", images_erased=gone.images, faces_erased=gone.faces, faces_blurred=n_blurred,
+                exports_stale=n_stale, people_deleted=n_people, blocklist_id=rep.blocklist_id)
 
-    rep.images_erased = len(erase_imgs)
-    rep.faces_erased = len(all_erased_faces)
-    rep.faces_blurred = sum(len(v) for v in blur.values())
-    rep.files_rows_deleted = n_files
+    rep.images_erased = gone.images
+    rep.faces_erased = gone.faces
+    rep.faces_blurred = n_blurred
+    rep.files_rows_deleted = gone.files_rows
     rep.people_deleted = n_people
-    rep.exports_stale = len(stale)
-    live = referenced_keys(ws)
-    rep.store_objects_deleted = sum(ws.store.delete(k) for k in doomed_keys if k not in live)
-    rep.store_objects_deleted += ws.store.gc(live)
-    rep.cache_files_deleted = wipe_derived(ws)
+    rep.exports_stale = n_stale
+    rep.store_objects_deleted = redact.shred(ws, doomed, gc=True)
+    rep.cache_files_deleted = redact.wipe_derived(ws)
     c.vacuum()
     return rep
 
 
-def blur_boxes(ws: Workspace, image_id: int, boxes: list[tuple[float, float, float, float]]) -> None:
-    """Pixelate ``boxes`` (x, y, w, h) in one image's stored copy, for good.
-
-    For faces that must not be seen but have no face row, e.g. the ones scan's blocklist hook
-    dropped from a group photo. The stored copy, its pixel_sha and the other faces' chips/crops
-    are replaced, the old objects shredded, and exports holding the image marked stale.
-    """
-    c = ws.catalog
-    keep = [f for f in c.q("SELECT id, x, y, w, h, landmarks, chip_key, crop_key FROM faces WHERE image_id=?",
-                           (image_id,)) if f["landmarks"]]
-    old = {c.scalar("SELECT store_key FROM images WHERE id=?", (image_id,))}
-    old |= {k for f in keep for k in (f["chip_key"], f["crop_key"]) if k}
-    key, sha, nbytes, recut = _blurred_copy(ws, image_id, boxes, keep)
-    with c.tx() as tx:
-        tx.execute("UPDATE images SET store_key=?, pixel_sha=?, bytes=? WHERE id=?", (key, sha, nbytes, image_id))
-        for fid, (chip_key, crop_key) in recut.items():
-            tx.execute("UPDATE faces SET chip_key=?, crop_key=? WHERE id=?", (chip_key, crop_key, fid))
-        n = tx.execute("UPDATE exports SET stale=1, stale_reason='blur' WHERE id IN "
-                       "(SELECT export_id FROM export_items WHERE image_id=?)", (image_id,)).rowcount
-        c.audit("blur", faces=len(boxes), exports_stale=n)
-    live = referenced_keys(ws)
-    for k in old - live:
-        ws.store.delete(k)
-    c.vacuum()
-
-
-def purge_blocked(ws: Workspace) -> int:
-    """Erase images that scan left with no face because every face in them was blocked.
-
-    Scan does not store a blocked face, but the stored copy still shows it; for such a photo
-    the person was the subject, so the whole image goes (rows, original paths, stored copy).
-    """
-    ids = [r[0] for r in ws.catalog.q("SELECT id FROM images WHERE status='no_face' AND status_reason='blocked'")]
-    if not ids:
-        return 0
-    with ws.catalog.tx() as tx:
-        rows = tx.execute(f"SELECT store_key, sha256 FROM images WHERE id IN ({_qs(ids)})", ids).fetchall()
-        shas = [r["sha256"] for r in rows]
-        tx.execute(f"DELETE FROM files WHERE image_id IN ({_qs(ids)}) OR sha256 IN ({_qs(shas)})", ids + shas)
-        tx.execute(f"DELETE FROM images WHERE id IN ({_qs(ids)})", ids)
-        ws.catalog.audit("blocklist_purge", images_erased=len(ids))
-    live = referenced_keys(ws)
-    for r in rows:
-        if r["store_key"] not in live:
-            ws.store.delete(r["store_key"])
-    ws.catalog.vacuum()
-    return len(ids)
+def erase(ws: Workspace, matches: list[Match], *, radius: float = DEFAULT_THRESHOLD,
+          selfie_emb: np.ndarray | None = None, report: ForgetReport | None = None) -> ForgetReport:
+    """Erase what ``matches`` found: :func:`apply` of :func:`plan`."""
+    rep = report or ForgetReport(selfies=0, threshold=radius, cluster_radius=DEFAULT_CLUSTER_RADIUS,
+                                 matches=matches, dry_run=False)
+    return apply(ws, plan(matches), radius=radius, selfie_emb=selfie_emb, report=rep)
 
 
 def referenced_keys(ws: Workspace) -> set[str]:
-    """Store keys the catalog still references: every 64-hex value in any ``*_key`` text column.
-
-    Columns named like keys, not every hash: images.sha256 (the original file's hash) can equal
-    the old stored copy's key when that copy was the original file verbatim, and must not keep
-    the unblurred copy alive.
-    """
-    c = ws.catalog
-    keys: set[str] = set()
-    for (t,) in c.q("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"):
-        for col in c.q(f'PRAGMA table_info("{t}")'):
-            if not col["name"].endswith("_key"):
-                continue
-            for (v,) in c.q(f'SELECT "{col["name"]}" FROM "{t}" WHERE typeof("{col["name"]}")=\'text\' '
-                            f'AND length("{col["name"]}")=64'):
-                if _HEX64.fullmatch(v):
-                    keys.add(v)
-    return keys
-
-
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def wipe_derived(ws: Workspace) -> int:
-    """Overwrite and unlink every file under cache/ and sheets/, and the workspace's report.html
-    (inline face thumbnails): all rebuildable, and any may hold the face."""
-    n = 0
-    report = ws.root / "report.html"
-    if report.is_file():
-        _shred(report)
-        n += 1
-    for root in (ws.cache_dir, ws.sheets_dir):
-        for dirpath, dirnames, filenames in os.walk(root, topdown=False):
-            for f in filenames:
-                try:
-                    _shred(Path(dirpath) / f)
-                    n += 1
-                except OSError:
-                    continue
-            for d in dirnames:
-                try:
-                    (Path(dirpath) / d).rmdir()
-                except OSError:
-                    pass
-    return n
-
-
-def _shred(p: Path) -> None:
-    """Overwrite with zeros, then unlink (a symlink is only unlinked: its target is not ours)."""
-    if not p.is_symlink():
-        size = p.stat().st_size
-        with open(p, "r+b") as fh:
-            fh.write(b"\0" * size)
-            fh.flush()
-            os.fsync(fh.fileno())
-    p.unlink()
-
+    """Store keys the catalog still references (the columns ``catalog.schema.STORE_KEY_COLUMNS`` lists)."""
+    return ws.catalog.images.referenced_keys()
 
 # -- the entry point --------------------------------------------------------------
 
@@ -499,14 +367,17 @@ def forget(
     ``confirm`` sees the matches (and the contact sheet) before anything is deleted; when it
     returns False nothing changes and the report says ``cancelled``.
     """
+    selfies = list(selfies)
+    threshold = _check_distance("threshold", threshold)
+    cluster_radius = _check_distance("cluster_radius", cluster_radius)
     q = selfie_embeddings(selfies)
     if not dry_run:
         purge_blocked(ws)
     matches = find_matches(ws, selfies, threshold, cluster_radius=cluster_radius,
                            drop_group_photos=drop_group_photos, selfie_emb=q)
     rep = ForgetReport(selfies=len(selfies), threshold=threshold, cluster_radius=cluster_radius,
-                       matches=matches, dry_run=dry_run,
-                       unscanned_images=ws.catalog.scalar("SELECT COUNT(*) FROM images WHERE status='new'"))
+                       matches=matches, dry_run=dry_run, plan=plan(matches),
+                       unscanned_images=ws.catalog.images.count_with_status("new"))
     if sheet and matches and (dry_run or confirm is not None):
         out = ws.sheets_dir / f"forget-{time.strftime('%Y%m%d-%H%M%S')}.png"
         rep.contact_sheet = str(contact_sheet(ws, matches, out))
@@ -515,4 +386,4 @@ def forget(
     if confirm is not None and not confirm(rep):
         rep.cancelled = True
         return rep
-    return erase(ws, matches, radius=threshold, selfie_emb=q, report=rep)
+    return apply(ws, rep.plan, radius=threshold, selfie_emb=q, report=rep)

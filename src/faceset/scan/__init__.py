@@ -8,7 +8,6 @@ Library entry points:
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog import now
+from ..catalog.faces import NewFace
+from ..errors import UsageError
+from ..privacy.blocklist import blocked_mask
+from ..privacy.redact import blur_boxes, purge_blocked
 from ..progress import bar
 from ..workspace import Workspace
 from .pipeline import FaceResult, analyze_rgb, decode, process
@@ -61,7 +64,7 @@ def analyze(rgb: np.ndarray, *, embed: bool = True, crops: bool = True) -> list[
     if rgb.ndim == 2:
         rgb = np.stack([rgb] * 3, -1)
     if rgb.ndim != 3 or rgb.shape[2] < 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"expected an HxWx3 uint8 image, got shape {rgb.shape} dtype {rgb.dtype}")
+        raise UsageError(f"expected an HxWx3 uint8 image, got shape {rgb.shape} dtype {rgb.dtype}")
     return analyze_rgb(np.ascontiguousarray(rgb[..., :3]), embed=embed, crops=crops)
 
 
@@ -87,31 +90,21 @@ def detect(paths: list[str | Path]) -> list[dict]:
     return out
 
 
-def _blocked_mask_fn():
-    """The privacy stage's blocklist hook, if it exists (imported lazily: scan must not depend on it)."""
-    try:
-        mod = importlib.import_module("faceset.privacy.blocklist")
-    except ImportError:
-        return None
-    return getattr(mod, "blocked_mask", None)
-
-
 def _tasks(ws: Workspace, want_bytes: bool, chunk: int = 256):
     """Stream (image_id, path|bytes) for status 'new' images, a page at a time (flat memory)."""
     last = 0
     while True:
-        rows = ws.catalog.q("SELECT id, store_key FROM images WHERE status='new' AND id>? ORDER BY id LIMIT ?",
-                            (last, chunk))
+        rows = ws.catalog.images.pending(last, chunk)
         if not rows:
             return
-        for r in rows:
-            last = r["id"]
-            src = ws.store.get(r["store_key"]) if want_bytes else str(ws.store.path(r["store_key"]))
-            yield (r["id"], src)
+        for image_id, key in rows:
+            last = image_id
+            src = ws.store.get(key) if want_bytes else str(ws.store.path(key))
+            yield (image_id, src)
 
 
 def count_pending(ws: Workspace) -> int:
-    return int(ws.catalog.scalar("SELECT COUNT(*) FROM images WHERE status='new'"))
+    return ws.catalog.images.count_with_status("new")
 
 
 def scan(ws: Workspace, *, engine: str = "local", workers: int | None = None, ray_address: str | None = None,
@@ -120,8 +113,14 @@ def scan(ws: Workspace, *, engine: str = "local", workers: int | None = None, ra
 
     ``batch``: results per catalog transaction (also written every WRITE_SECONDS); a kill loses at most one.
     """
-    from ..engines import get_engine
+    from ..engines import ENGINES, get_engine
 
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if workers is not None and workers < 1:
+        raise UsageError("workers must be >= 1")
+    if batch < 1:
+        raise UsageError("batch must be >= 1")
     t0 = time.perf_counter()
     total = count_pending(ws)
     rep = ScanReport(engine=engine)
@@ -130,7 +129,6 @@ def scan(ws: Workspace, *, engine: str = "local", workers: int | None = None, ra
         return rep
     eng = get_engine(engine, workers, ray_address)
     rep.workers = eng.workers
-    blocked_mask = _blocked_mask_fn()
     buf: list[dict] = []
     last_write = time.perf_counter()
     try:
@@ -138,11 +136,11 @@ def scan(ws: Workspace, *, engine: str = "local", workers: int | None = None, ra
             for res in eng.imap(process, _tasks(ws, eng.wants_bytes)):
                 buf.append(res)
                 if len(buf) >= batch or time.perf_counter() - last_write > WRITE_SECONDS:
-                    _write(ws, buf, rep, blocked_mask)
+                    _write(ws, buf, rep)
                     b.advance(len(buf))
                     buf, last_write = [], time.perf_counter()
             if buf:
-                _write(ws, buf, rep, blocked_mask)
+                _write(ws, buf, rep)
                 b.advance(len(buf))
                 buf = []
     finally:
@@ -158,12 +156,10 @@ def _honour_blocklist(ws: Workspace, rep: ScanReport) -> None:
     """A blocked face must not stay visible in the stored copy either.
 
     Photos where a blocked person was the only face are erased; in group shots the blocked
-    faces are pixelated (the privacy stage owns both operations).
+    faces are pixelated (both are the privacy stage's redaction).
     """
-    from ..privacy.forget import blur_boxes, purge_blocked
-
     for iid, boxes in rep._to_blur.items():
-        if ws.catalog.scalar("SELECT 1 FROM images WHERE id=?", (iid,)):
+        if ws.catalog.images.exists(iid):
             blur_boxes(ws, iid, boxes)
     purge_blocked(ws)
 
@@ -175,10 +171,10 @@ def _audit(ws: Workspace, rep: ScanReport) -> None:
                          workers=rep.workers)
 
 
-def _write(ws: Workspace, results: list[dict], rep: ScanReport, blocked_mask) -> None:
+def _write(ws: Workspace, results: list[dict], rep: ScanReport) -> None:
     """Store chips/crops (content-addressed, idempotent), then one transaction for the rows."""
     faces = [f for r in results for f in r["faces"]]
-    if faces and blocked_mask is not None and ws.catalog.scalar("SELECT COUNT(*) FROM blocklist"):
+    if faces and ws.catalog.blocklist.count():
         emb = np.frombuffer(b"".join(f["embedding"] for f in faces), np.float32).reshape(-1, 128)
         for f, blk in zip(faces, np.asarray(blocked_mask(ws, emb), bool)):
             f["blocked"] = bool(blk)
@@ -187,7 +183,8 @@ def _write(ws: Workspace, results: list[dict], rep: ScanReport, blocked_mask) ->
         if not f.get("blocked"):
             keys[id(f)] = (ws.store.put(f["chip"]), ws.store.put(f["crop"]))
     ts = now()
-    with ws.catalog.tx() as c:
+    images, face_rows = ws.catalog.images, ws.catalog.faces
+    with ws.catalog.tx():
         for r in results:
             iid = r["image_id"]
             for k, v in r.get("timings", {}).items():
@@ -197,10 +194,8 @@ def _write(ws: Workspace, results: list[dict], rep: ScanReport, blocked_mask) ->
                 rep.errors += 1
                 if len(rep.error_list) < 100:
                     rep.error_list.append((iid, r["reason"]))
-                c.execute("UPDATE images SET status='error', status_reason=?, scanned_at=? WHERE id=?",
-                          (r["reason"], ts, iid))
+                images.set_scanned(iid, "error", r["reason"], ts)
                 continue
-            c.execute("DELETE FROM faces WHERE image_id=?", (iid,))
             kept = [f for f in r["faces"] if not f.get("blocked")]
             nblk = len(r["faces"]) - len(kept)
             rep.blocked += nblk
@@ -208,23 +203,21 @@ def _write(ws: Workspace, results: list[dict], rep: ScanReport, blocked_mask) ->
                 rep._to_blur[iid] = [tuple(f["box"]) for f in r["faces"] if f.get("blocked")]
             if kept and not any(f["is_main"] for f in kept):
                 max(kept, key=lambda f: f["quality"]["size"])["is_main"] = True  # the main one was blocked
+            rows = []
             for i, f in enumerate(kept):
                 q = f["quality"]
-                chip_key, crop_key = keys[id(f)]
-                c.execute(
-                    """INSERT INTO faces(image_id, idx, x, y, w, h, score, detector, landmarks, is_main,
-                       size, blur, brightness, yaw, quality, embedding, chip_key, crop_key, status)
-                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                    (iid, i, *f["box"], f["score"], f["detector"], f["landmarks"], int(f["is_main"]),
-                     q["size"], q["blur"], q["brightness"], q["yaw"], q["quality"], f["embedding"],
-                     chip_key, crop_key, f["status"]))
+                rows.append(NewFace(i, tuple(f["box"]), f["score"], f["detector"], f["landmarks"], bool(f["is_main"]),
+                                    q["size"], q["blur"], q["brightness"], q["yaw"], q["quality"], f["embedding"],
+                                    *keys[id(f)], f["status"]))
                 rep.faces += 1
                 rep.low_quality += f["status"] == "low_quality"
+            face_rows.replace_for_image(iid, rows)
             if kept:
                 rep.ok += 1
-                c.execute("UPDATE images SET status='ok', status_reason=NULL, scanned_at=? WHERE id=?", (ts, iid))
+                images.set_scanned(iid, "ok", None, ts)
+            elif nblk:  # every face is a forgotten person's: purged right after this scan
+                rep.no_face += 1
+                images.set_scanned(iid, "blocked", None, ts)
             else:
                 rep.no_face += 1
-                reason = "blocked" if nblk else r["reason"]
-                c.execute("UPDATE images SET status='no_face', status_reason=?, scanned_at=? WHERE id=?",
-                          (reason, ts, iid))
+                images.set_scanned(iid, "no_face", r["reason"], ts)

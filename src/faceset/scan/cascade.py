@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from . import models
+from . import detectors
 
 WORK_SIDE = 800          # long side of the main HOG pass
 HOG_UPSAMPLE = 1         # finds faces down to ~40 px in the working copy
@@ -123,13 +123,13 @@ def overlap_min(a, b) -> float:
 
 # -- raw detectors -------------------------------------------------------------------
 def hog_raw(img: np.ndarray, upsample: int, threshold: float = HOG_CANDIDATE) -> list[tuple]:
-    rects, scores, idx = models.hog().run(img, upsample, threshold)
+    rects, scores, idx = detectors.hog().run(img, upsample, threshold)
     return [(r.left(), r.top(), r.right() + 1, r.bottom() + 1, float(s), int(i)) for r, s, i in zip(rects, scores, idx)]
 
 
 def mmod_raw(img: np.ndarray, upsample: int = 0) -> list[tuple]:
     out = []
-    for d in models.mmod()(img, upsample):
+    for d in detectors.mmod()(img, upsample):
         r = d.rect
         out.append((r.left(), r.top(), r.right() + 1, r.bottom() + 1, float(d.confidence)))
     return out
@@ -163,7 +163,7 @@ def fit_landmarks(img: np.ndarray, box) -> np.ndarray:
     import dlib
 
     rect = dlib.rectangle(*(int(round(v)) for v in box))
-    shp = models.landmarks5()(img, rect)
+    shp = detectors.landmarks5()(img, rect)
     return np.array([[shp.part(i).x, shp.part(i).y] for i in range(5)], dtype=np.float64)
 
 

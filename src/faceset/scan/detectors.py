@@ -1,10 +1,10 @@
-"""dlib model objects, loaded once per process (workers load their own on first use)."""
+"""The dlib detectors, landmark predictor and embedder, loaded once per process (workers load their own on first use)."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from ..models import face_model
+from ..model_files import face_model
 
 
 @lru_cache(maxsize=None)

@@ -267,8 +267,8 @@ def parse_dlib_resnet(path: str | Path) -> DlibNet:
 
 def _build_module(net: DlibNet):
     import torch
-    from torch import nn
     import torch.nn.functional as F
+    from torch import nn
 
     def fold(con: Layer, aff: Layer) -> nn.Conv2d:
         w = torch.from_numpy(con.params["w"])
@@ -350,7 +350,7 @@ def load_model(device: str | None = None):
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with _LOCK:
         if dev not in _CACHE:
-            from faceset.models import face_model
+            from faceset.model_files import face_model
 
             m = _build_module(parse_dlib_resnet(face_model("resnet"))).eval()
             _CACHE[dev] = m.to(dev, memory_format=torch.channels_last)

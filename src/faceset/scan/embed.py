@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import models
+from . import detectors
 
 DIM = 128
 
@@ -30,7 +30,7 @@ def embed_chips(chips: list[np.ndarray]) -> np.ndarray:
         from .dlib_resnet import embed_chips_torch
 
         return embed_chips_torch(chips)
-    out = models.resnet().compute_face_descriptor(chips)
+    out = detectors.resnet().compute_face_descriptor(chips)
     return np.asarray([np.asarray(v, dtype=np.float32) for v in out], dtype=np.float32).reshape(-1, DIM)
 
 

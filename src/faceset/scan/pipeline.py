@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..imageio import encode_jpeg, encode_png
 from . import align, cascade, quality
 from .embed import embed_chips, worker_threads
 
@@ -101,18 +102,6 @@ def decode(src: bytes | str | Path, max_side: int = DECODE_SIDE) -> tuple[np.nda
         else:
             rgb = np.asarray(im.convert("RGB"))
     return rgb, W / rgb.shape[1]
-
-
-def encode_png(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, "PNG", compress_level=3)  # a fresh image: no metadata is written
-    return buf.getvalue()
-
-
-def encode_jpeg(a: np.ndarray, q: int = 95) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, "JPEG", quality=q)
-    return buf.getvalue()
 
 
 _WORKER_READY = False

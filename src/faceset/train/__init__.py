@@ -7,10 +7,10 @@ Library entry points (the CLI in ``cli/train_cmds.py`` only parses and prints):
 - :func:`export_onnx` (whole network: preprocessing + backbone + head + flip averaging).
 """
 
+from .artifact import Model, export_onnx, load
 from .backbones import create, names
 from .data import DataError, Dataset, load_dataset
 from .evaluate import EvalReport, evaluate
-from .model import Model, export_onnx, load
 from .predict import PredictResult, predict
 from .train import TrainReport, train
 

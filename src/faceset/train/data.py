@@ -20,13 +20,14 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from ..errors import FacesetError
 from .crops import CROP_VERSION
 
 AGE_GROUPS = ((0, 2, "0-2"), (3, 12, "3-12"), (13, 19, "13-19"), (20, 39, "20-39"), (40, 59, "40-59"), (60, 10**6, "60+"))
 SPLITS = ("train", "val", "test")
 
 
-class DataError(ValueError):
+class DataError(FacesetError, ValueError):
     """The data source cannot be used for this label (user-facing)."""
 
 
@@ -104,16 +105,10 @@ def from_workspace(root: Path, label: str) -> Dataset:
     ws = open_workspace(root)
     rows = [r for r in dataset_faces(ws, label=label) if r["label"] not in (None, "") and r["crop_key"]]
     if not rows:
-        n = ws.catalog.scalar("SELECT COUNT(*) FROM labels WHERE name=?", (label,))
+        n = ws.catalog.labels.count_with_name(label)
         raise DataError(f"no labelled faces with a split for label {label!r} in {root} ({n} images carry it): "
                         "run scan, curate people and splits first")
-    other: dict[int, dict[str, str]] = {}
-    for i in range(0, len(rows), 900):
-        chunk = rows[i:i + 900]
-        imgs = [r["image_id"] for r in chunk]
-        for r in ws.catalog.q(f"SELECT image_id, name, value FROM labels WHERE image_id IN ({','.join('?' * len(imgs))})",
-                              imgs):
-            other.setdefault(r["image_id"], {})[r["name"]] = r["value"]
+    other = ws.catalog.labels.of_images(r["image_id"] for r in rows)
     samples = []
     for r in rows:
         groups = {k: v for k, v in other.get(r["image_id"], {}).items() if k != label}

@@ -92,7 +92,7 @@ class EvalReport:
 def evaluate(model, data=None, *, by: list[str] | tuple[str, ...] = ("race", "age_group"), split: str = "test",
              out: str | Path | None = None, progress: bool = True) -> EvalReport:
     """Evaluate ``model`` (folder or Model) on ``split`` of ``data`` (default: the data it was trained on)."""
-    from . import model as M
+    from . import artifact as M
     from .features import extract
 
     m = model if isinstance(model, M.Model) else M.load(model)

@@ -4,7 +4,8 @@ Cache layout (documented for erasure): ``<cache_dir>/features/<backbone>/<key[:2
 where ``key`` is the face's crop_key in a workspace (sha256 of the file for exports and
 labelled folders). Each file holds float16 ``[2, D]``: features of the crop and of its
 mirror image (flip augmentation for training, flip averaging at test time); ``[0, D]``
-records "no face found" so reruns skip the detector. :func:`forget` deletes entries by key.
+records "no face found" so reruns skip the detector. Erasure shreds the whole cache
+(``privacy.redact.wipe_derived``): every entry is rebuildable.
 """
 
 from __future__ import annotations
@@ -130,18 +131,3 @@ def extract(ds: Dataset, bb: Backbone, *, progress: bool = True, batch: int = 64
                     _save(cache_path(ds.cache_dir, bb.name, ds.samples[i].key), f)
             b.advance(len(todo[j:j + batch]))
     return X, found
-
-
-def forget(cache_dir: Path, keys: list[str]) -> int:
-    """Delete cached features of these crop keys for every backbone (erasure reaches the cache)."""
-    n = 0
-    root = Path(cache_dir) / "features"
-    if not root.exists():
-        return 0
-    for bdir in root.iterdir():
-        for k in keys:
-            p = bdir / k[:2] / f"{k}.npy"
-            if p.exists():
-                p.unlink()
-                n += 1
-    return n

@@ -8,7 +8,6 @@ stay frozen (eval mode): small batches on CPU would otherwise wreck the ImageNet
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 
@@ -17,27 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..progress import bar
+from .calibrate import EarlyStopping, fit_temperature
 from .features import Preprocess
-
-
-class EarlyStopping:
-    """Keep the weights of the best validation loss; say stop after ``patience`` epochs without a gain."""
-
-    def __init__(self, patience: int, min_delta: float = 1e-4):
-        self.patience, self.min_delta = patience, min_delta
-        self.best, self.state, self.bad = float("inf"), None, 0
-
-    def step(self, loss: float, model: torch.nn.Module) -> bool:
-        if loss < self.best - self.min_delta:
-            self.best, self.state, self.bad = loss, copy.deepcopy(model.state_dict()), 0
-            return False
-        self.bad += 1
-        return self.bad >= self.patience
-
-    def restore(self, model: torch.nn.Module) -> None:
-        if self.state is not None:
-            model.load_state_dict(self.state)
-
 
 
 def device() -> torch.device:
@@ -149,7 +129,6 @@ def finetune(ds, bb, head, tr: np.ndarray, va: np.ndarray, y: np.ndarray, *, see
              weights: np.ndarray | None = None, progress: bool = True) -> tuple[float, int]:
     """Fine-tune ``bb.net`` and ``head`` in place on the dataset's train split; refit temperature on val."""
     from .features import crop_features
-    from .train import fit_temperature
 
     xtr, itr = load_crops(ds.samples, np.flatnonzero(tr))
     xva, iva = load_crops(ds.samples, np.flatnonzero(va))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import model as M
+from . import artifact as M
 from .crops import face_crops
 from .data import read_rgb_scaled
 from .features import to_tensor

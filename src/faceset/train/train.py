@@ -19,15 +19,12 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..catalog import now
-from . import model as M
+from . import artifact as M
 from .backbones import create
+from .calibrate import MIN_CALIBRATION, EarlyStopping, fit_temperature  # noqa: F401 (re-exported)
 from .data import Dataset, load_dataset, prepare_crops
 from .evaluate import metrics
 from .features import extract
-from .finetune import EarlyStopping
-
-
-MIN_CALIBRATION = 20  # val faces needed before a temperature is fitted
 
 
 @dataclass
@@ -181,23 +178,3 @@ def fit_head(Xtr: np.ndarray, ytr: np.ndarray, wtr: np.ndarray, Xva: np.ndarray,
             break
     stop.restore(head)
     return head.eval(), epoch
-
-
-@torch.no_grad()
-def fit_temperature(head: M.Head, Xva: np.ndarray, yva: np.ndarray) -> float:
-    """Temperature minimising val NLL of the flip-averaged probabilities (grid search: robust, no optimiser state).
-
-    Fewer than MIN_CALIBRATION val faces cannot calibrate anything: keep 1.0 rather than overfit.
-    """
-    n, v, d = Xva.shape
-    if n < MIN_CALIBRATION:
-        return 1.0
-    logits = head(torch.from_numpy(Xva).reshape(n * v, d)).reshape(n, v, -1)
-    yv = torch.from_numpy(yva)
-    best_t, best = 1.0, float("inf")
-    for t in np.exp(np.linspace(np.log(0.25), np.log(8.0), 61)):
-        p = torch.softmax(logits / float(t), 2).mean(1)
-        nll = float(F.nll_loss(torch.log(p.clamp_min(1e-8)), yv))
-        if nll < best:
-            best, best_t = nll, float(t)
-    return best_t

