@@ -89,3 +89,18 @@ def test_check_finds_a_damaged_object(tmp_path):
     st.path(key).write_bytes(b"hello w0rld")
     assert "damaged" in st.check(key)
     assert "missing" in st.check("ef" * 32)
+
+
+def _put_many(root, seed):
+    st = Store(root)
+    return [st.put(f"{seed}-{i}".encode(), sync=False) for i in range(400)]
+
+
+def test_concurrent_writers_share_new_folders(tmp_path):
+    """Ingest's decode workers put objects at once: two of them creating the same store folder is normal."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as pool:
+        keys = [k for ks in pool.map(_put_many, [tmp_path / "store"] * 4, range(4)) for k in ks]
+    st = Store(tmp_path / "store")
+    assert len(set(keys)) == 1600 and all(st.exists(k) for k in keys)

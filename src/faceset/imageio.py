@@ -22,8 +22,12 @@ decoded RGB pixels, so lossless re-encodes (PNG/BMP/TIFF/WebP) collapse.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
+import re
+import stat
 import warnings
 from dataclasses import dataclass
 
@@ -37,12 +41,20 @@ try:  # HEIC/HEIF from phones
 except Exception:  # pragma: no cover - pillow-heif is a declared dependency
     pillow_heif = None
 
-# We check pixel counts ourselves (configurable); Pillow's own guard stays as a backstop.
+# We check pixel counts ourselves (configurable); Pillow's own guard stays as a backstop (its warnings are
+# never printed raw: every decode here runs with warnings silenced and reports a Rejected instead).
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 DEFAULT_MIN_SIDE = 32
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
+# The one pixel and memory budget (ingest, scan, detect, forget selfies: see ``check_dims``). Detection's working
+# copies (padded rescue copies, rotations, tiles) grow with the square of the LONG side, not with w*h, so a
+# 100000x32 strip that passes a pixel limit would still cost GBs: the aspect ratio is capped, and scan/detect work
+# on a copy whose long side is at most WORK_MAX_SIDE (JPEGs are draft-decoded to 1600..3199 px anyway).
+MAX_ASPECT = 20          # long side / short side
+WORK_MAX_SIDE = 3200     # long side of the copy scan and detect analyse (boxes are scaled back)
 
 # Pillow format name -> our canonical name. Anything Pillow opens that is not here is "unsupported".
 SUPPORTED = {
@@ -53,7 +65,7 @@ LOSSY = {"jpeg", "webp", "heic", "avif"}
 
 REASON_CODES = (
     "zero_byte", "truncated", "corrupt", "not_image", "unsupported", "too_small", "bomb",
-    "unsafe_path", "too_large_file", "missing", "unreadable",
+    "unsafe_path", "too_large_file", "missing", "unreadable", "too_elongated",
 )
 
 
@@ -64,6 +76,86 @@ class Rejected(Exception):
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
+
+
+def check_dims(w: int, h: int, *, min_side: int = DEFAULT_MIN_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """The one budget every decode path applies to the header's size, before a pixel is decoded."""
+    if w * h > max_pixels:
+        raise Rejected("bomb", f"{w}x{h} = {w * h:,} pixels, over the --max-pixels {max_pixels:,} limit")
+    if min(w, h) < min_side:
+        raise Rejected("too_small", f"{w}x{h} is smaller than {min_side} px on a side")
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise Rejected("too_elongated", f"{w}x{h} is more elongated than {MAX_ASPECT}:1 (no face fits it, and face "
+                                        "detection's working copies grow with the long side)")
+
+
+def work_scale(w: int, h: int) -> float:
+    """Scale of the copy scan/detect analyse: the long side at most WORK_MAX_SIDE (bounded working memory)."""
+    return min(1.0, WORK_MAX_SIDE / max(w, h, 1))
+
+
+def work_copy(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` downscaled to ``work_scale`` (the copy detection works on), or itself when already small enough."""
+    h, w = rgb.shape[:2]
+    s = work_scale(w, h)
+    if s >= 1.0:
+        return rgb
+    im = Image.fromarray(rgb).resize((max(1, round(w * s)), max(1, round(h * s))), Image.BOX)
+    return np.asarray(im)
+
+
+def read_file(path: str | os.PathLike, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The guarded reader for image files given by a user (ingest, detect, forget selfies). Raises only Rejected.
+
+    Regular files only (links are followed, but a link to a device, FIFO or socket is refused): opened
+    non-blocking so a FIFO can never hang us, checked with fstat on the opened descriptor (no swap between
+    check and read), and read with a cap so a file that grows (or lies about its size) cannot exhaust memory.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise Rejected("missing", "file not found (or a broken link)") from None
+    except OSError as e:
+        raise Rejected("unreadable", f"cannot open ({e.strerror or e})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Rejected("unsupported", "not a regular file (device, pipe or socket)")
+        if st.st_size > max_file_bytes:
+            raise Rejected("too_large_file", f"file is {st.st_size:,} bytes, over the {max_file_bytes:,} limit")
+        chunks, n = [], 0
+        while n <= max_file_bytes:
+            try:
+                b = os.read(fd, min(1 << 20, max_file_bytes + 1 - n))
+            except BlockingIOError:
+                b = b""
+            except OSError as e:
+                if e.errno == errno.EINTR:
+                    continue
+                raise Rejected("unreadable", f"cannot read ({e.strerror or e})") from None
+            if not b:
+                break
+            chunks.append(b)
+            n += len(b)
+        if n > max_file_bytes:
+            raise Rejected("too_large_file", f"file grew over the {max_file_bytes:,} limit while being read")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _jpeg_too_short(data: bytes, w: int, h: int) -> bool:
+    """A JPEG whose header claims more pixels than its data can hold (9000x9000 with 200x200 of data).
+
+    libjpeg fills the missing rows with grey and only warns, so Pillow accepts it. Every Huffman-coded MCU
+    (at most 16x16 px) costs at least one bit, so fewer bytes than that is a cut-short or padded file.
+    Arithmetic-coded JPEGs (SOF9-11, 13-15) can be smaller and are not judged.
+    """
+    sos = data.find(b"\xff\xda")
+    head = data[:sos if sos > 0 else 65536]
+    if any(bytes([0xFF, m]) in head for m in (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)):
+        return False
+    return len(data) * 8 < -(-w // 16) * -(-h // 16)
 
 
 @dataclass
@@ -116,6 +208,8 @@ def sniff(data: bytes) -> str | None:
 
 def _describe_non_image(data: bytes) -> str:
     head = data[:16]
+    if data[:65536].count(0) == len(data[:65536]):
+        return "not an image (zero bytes)"
     if head.startswith(b"%PDF"):
         return "not an image (a PDF document)"
     if head.startswith(b"PK\x03\x04"):
@@ -254,12 +348,14 @@ def decode(
     if len(data) > max_file_bytes:
         raise Rejected("too_large_file", f"file is {len(data):,} bytes, over the {max_file_bytes:,} limit")
     magic = sniff(data)
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's backstop is never stricter than --max-pixels (ours decides)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             im = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as e:
-            raise Rejected("bomb", f"decompression bomb: {e}".splitlines()[0]) from None
+            raise Rejected("bomb", _bomb_reason(e, max_pixels)) from None
         except Exception as e:
             if magic is None:
                 raise Rejected("not_image", _describe_non_image(data)) from None
@@ -271,10 +367,9 @@ def decode(
             if fmt is None:
                 raise Rejected("unsupported", f"{im.format or 'this'} images are not supported")
             w, h = im.size
-            if w * h > max_pixels:
-                raise Rejected("bomb", f"{w}x{h} = {w * h:,} pixels, over the {max_pixels:,} limit")
-            if min(w, h) < min_side:
-                raise Rejected("too_small", f"{w}x{h} is smaller than {min_side} px on a side")
+            check_dims(w, h, min_side=min_side, max_pixels=max_pixels)
+            if fmt == "jpeg" and _jpeg_too_short(data, w, h):
+                raise Rejected("truncated", f"JPEG header claims {w}x{h} but the file holds far less image data")
             if getattr(im, "is_animated", False):
                 im.seek(0)  # first frame only
             stripped = None  # JPEG's EXIF is parsed at open: decide before decoding any pixel
@@ -285,7 +380,7 @@ def decode(
             try:
                 im.load()
             except Image.DecompressionBombError as e:
-                raise Rejected("bomb", f"decompression bomb: {e}".splitlines()[0]) from None
+                raise Rejected("bomb", _bomb_reason(e, max_pixels)) from None
             except Exception as e:
                 if _looks_truncated(magic or fmt, data) or "truncated" in str(e).lower() or isinstance(e, EOFError):
                     raise Rejected("truncated", f"{fmt.upper()} file is cut short ({_short(e)})") from None
@@ -330,6 +425,17 @@ def _orientation(im: Image.Image) -> int | None:
         return None
 
 
+_OBJ_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
 def _short(e: BaseException) -> str:
     s = str(e).splitlines()[0] if str(e) else type(e).__name__
+    s = _OBJ_REPR.sub("", s).strip() or type(e).__name__  # never "<_io.BytesIO object at 0x...>" in a reason
     return s[:120]
+
+
+def _bomb_reason(e: BaseException, max_pixels: int) -> str:
+    """Pillow's own guard fired (its limit, not ours): say it in terms of --max-pixels."""
+    m = re.search(r"\((\d+) pixels\)", str(e))
+    claimed = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+    return f"header claims {claimed}, over the --max-pixels {max_pixels:,} limit"

@@ -20,4 +20,7 @@ def workspace_status(ws: Workspace) -> dict:
         "rejected_by_reason": rejected,
         "sources": c.sources.summary(),
         "labels": c.labels.value_counts(),
+        # the erasure journal: committed erasures not yet shredded (finished by the next forget, export,
+        # scan or `verify --repair`), and export folders being written or left by a killed export
+        "pending_erasures": c.erasures.counts(),
     }

@@ -59,7 +59,10 @@ class Store:
                     if not create:
                         os.close(fd)
                         return -1
-                    os.mkdir(part, 0o755, dir_fd=fd)
+                    try:
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                    except FileExistsError:  # another worker made it first
+                        pass
                     nfd = os.open(part, _DIRFLAGS, dir_fd=fd)
                 except OSError as e:  # ELOOP / ENOTDIR: a link or a file where a folder should be
                     raise StoreError(f"store folder {part!r} for object {key[:12]} is not a real folder "

@@ -8,10 +8,10 @@ rows that need it, so the photo can be ingested again.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .privacy import redact
 from .progress import bar
 from .workspace import Workspace
 
@@ -26,6 +26,7 @@ class VerifyReport:
     orphan_objects: int = 0                                      # in the store, referenced by nothing
     exports: list[dict] = field(default_factory=list)            # id, path, stale, exists
     partial_exports: list[str] = field(default_factory=list)     # abandoned .<name>.partial-* folders
+    pending_erasures: dict = field(default_factory=dict)         # erasure journal rows by kind (not shredded yet)
     repaired: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -57,19 +58,28 @@ def verify(ws: Workspace, *, repair: bool = False, hashes: bool = True, progress
     orphans = [k for k in ws.store.keys() if k not in live]
     rep.orphan_objects = len(orphans)
 
+    rep.pending_erasures = ws.catalog.erasures.counts()
+    writing = {t.target for t in ws.catalog.erasures.pending("partial_export") if redact.alive(t.pid)}
     for eid, path, stale in integ.export_paths():
         p = Path(path)
         rep.exports.append({"id": eid, "path": path, "stale": stale, "exists": p.exists()})
         for partial in p.parent.glob(f".{p.name}.partial-*") if p.parent.exists() else ():
-            if partial.is_dir() and not partial.is_symlink():
+            if partial.is_dir() and not partial.is_symlink() and str(partial) not in writing:
                 rep.partial_exports.append(str(partial))
+    for t in ws.catalog.erasures.pending("partial_export"):  # tracked ones, wherever they are
+        if t.target not in writing and t.target not in rep.partial_exports and Path(t.target).is_dir():
+            rep.partial_exports.append(t.target)
 
     if repair:
+        done = redact.finish_erasures(ws)  # the journal first: it may shred orphans and partial folders
+        rep.repaired["erasures_finished"] = done.store_objects + done.derived_files + done.folders
+        live = ws.catalog.integrity.referenced_keys()
         rep.repaired["orphan_objects_removed"] = ws.store.gc(live) if orphans else 0
-        removed = 0
+        removed = done.folders
         for d in rep.partial_exports:
-            _shred_tree(Path(d))
-            removed += 1
+            if Path(d).is_dir():
+                redact.shred_tree(Path(d))
+                removed += 1
         rep.repaired["partial_exports_removed"] = removed
         if ws.store.anomalies:
             rep.repaired["links_unlinked"] = [why for _, why in ws.store.anomalies]
@@ -78,18 +88,8 @@ def verify(ws: Workspace, *, repair: bool = False, hashes: bool = True, progress
                                                  for k, v in rep.repaired.items()})
         rep.orphan_objects = 0 if orphans else rep.orphan_objects
         rep.partial_exports = []
-    rep.ok = not (rep.catalog_errors or rep.objects_bad or rep.orphan_objects or rep.partial_exports)
+        rep.pending_erasures = ws.catalog.erasures.counts()
+    pending = {k: v for k, v in rep.pending_erasures.items() if k != "partial_export" or v > len(writing)}
+    rep.ok = not (rep.catalog_errors or rep.objects_bad or rep.orphan_objects or rep.partial_exports or pending)
     return rep
 
-
-def _shred_tree(root: Path) -> None:
-    """Overwrite then remove every regular file below ``root`` (links are only unlinked)."""
-    for p in sorted(root.rglob("*"), reverse=True):
-        if p.is_symlink():
-            p.unlink()
-        elif p.is_file():
-            size = p.stat().st_size
-            with open(p, "r+b") as f:
-                f.write(b"\0" * size)
-            p.unlink()
-    shutil.rmtree(root, ignore_errors=True)

@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import FacesetError
-from ..workspace import Workspace, WorkspaceError, default_path, open_workspace
+from ..workspace import Workspace, WorkspaceError, default_path, environmental_error, open_workspace
 
 console = Console()
 err = Console(stderr=True)
@@ -168,6 +168,9 @@ def handle_exception(e: BaseException, ctx: Any = None) -> None:
         err.print("".join(traceback.format_exception(e)), soft_wrap=True, markup=False, highlight=False, end="")
     if is_user_error(e):
         fail(str(e) or type(e).__name__)
+    env = environmental_error(e)  # disk full, read-only, corrupt catalog (anywhere in the chain): exit 2, one line
+    if env is not None:
+        fail(str(env))
     err.print(f"internal error, please report: {type(e).__name__}: {escape(one_line(e))}"
               + ("" if debug else " (rerun with --debug for the traceback)"), soft_wrap=True, highlight=False)
     raise typer.Exit(1)

@@ -4,8 +4,9 @@
 `refresh(ws, export_id=None)` rebuilds the ones `forget` marked stale.
 """
 
-from .core import WHATS, ExportError, ExportReport, export, refresh
+from .core import MARKER, WHATS, ExportError, ExportReport, NotOwned, export, refresh, workspace_id
 from .datasheet import SECTIONS
 from .writers import FORMATS
 
-__all__ = ["FORMATS", "SECTIONS", "WHATS", "ExportError", "ExportReport", "export", "refresh"]
+__all__ = ["FORMATS", "MARKER", "SECTIONS", "WHATS", "ExportError", "ExportReport", "NotOwned", "export",
+           "refresh", "workspace_id"]

@@ -24,10 +24,12 @@ _REASONS = {
     "error": "the scan could not read the image",
     "not_scanned": "ingested but not scanned yet",
     "low_quality": "face below the quality bar (small, blurred, dark or turned away)",
+    "not_real_face": "the detector's face is not a photographed human face (drawing, painting, render, animal ...)",
     "not_main_face": "not the photo's main subject (bystander or background face)",
     "blocked": "every face in the photo belongs to a person who asked to be forgotten",
     "consent_unknown": "consent basis 'unknown'",
     "consent_expired": "consent expired",
+    "scope_not_given": "the contributor did not tick the 'dataset' use (consented collection)",
     "no_label": "no value for the chosen label",
     "no_chip": "no aligned chip stored",
     "no_crop": "no aligned crop stored",
@@ -117,7 +119,8 @@ def render_datasheet(ws: Workspace, rep: ExportReport, sel: Selection, params: d
     md += ["## Composition", "",
            f"- **Instances:** {n} {unit}s ({params['what']}), {images} distinct photos, {rep.people} distinct people "
            f"(clusters of the face embeddings; {n_people} people in the whole workspace).",
-           f"- **Splits:** identity-disjoint by person: {', '.join(f'{s} {sum(rep.splits[s].values())}' for s in splits)}. "
+           "- **Splits:** identity-disjoint by person: "
+           f"{', '.join(f'{s} {sum(rep.splits[s].values())}' for s in splits)}. "
            f"People seen in more than one split: {leaking}.",
            f"- **People per split:** {', '.join(f'{s} {people_per_split[s]}' for s in splits)}.", "",
            f"### Records per class{f' (`{label}`)' if label else ''} and split", "",
@@ -150,7 +153,11 @@ def render_datasheet(ws: Workspace, rep: ExportReport, sel: Selection, params: d
                "consent basis `unknown` and are included on the exporter's responsibility.", ""]
     else:
         md += [f"Records with consent basis `unknown` or an expired consent are left out "
-               f"({sel.skipped.get('consent_unknown', 0)} unknown, {sel.skipped.get('consent_expired', 0)} expired).", ""]
+               f"({sel.skipped.get('consent_unknown', 0)} unknown, "
+               f"{sel.skipped.get('consent_expired', 0)} expired).", ""]
+    from ..collect import datasheet_lines  # consented collection: campaigns, consent text hashes, scopes
+
+    md += datasheet_lines(ws)
     if rejected:
         md += ["Files rejected at ingest: " + ", ".join(f"{r[0] or 'other'} {r[1]}" for r in rejected) + ".", ""]
 
@@ -160,7 +167,8 @@ def render_datasheet(ws: Workspace, rep: ExportReport, sel: Selection, params: d
            "5-point landmarks; 128-D dlib ResNet embeddings for people clustering and duplicate detection "
            "(embeddings are not exported).",
            "- **Image status in the workspace:** " + ", ".join(f"{r[0]} {r[1]}" for r in status) + ".",
-           "- **Cleaning:** exact and near-duplicates collapsed (one kept per group); non-face images rejected; low-quality faces "
+           "- **Cleaning:** exact and near-duplicates collapsed (one kept per group); non-face images rejected; "
+           "low-quality faces "
            + ("INCLUDED on request" if params["include_low_quality"] else "left out") + "; "
            + ("only each photo's main face" if params["faces"] == "main" else "every good face") + ".",
            "- **Privacy:** every image re-checked and re-encoded from pixels if it carried any metadata "

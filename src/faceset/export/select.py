@@ -126,6 +126,12 @@ def select_items(
     labels = {i: {k: v for k, v in d.items() if v} for i, d in c.labels.of_images().items()}
     bystanders = c.faces.bystander_boxes() if what == "images" and blur_bystanders else {}
     items: list[Item] = []
+    # campaign contributors' own ticks (collect/): an export is the dataset, so it needs 'dataset'
+    scopes = c.campaigns.scopes_of_faces(r.face_id for r in result.kept if r.face_id is not None)
+    no_scope = sum(1 for r in result.kept if "dataset" not in scopes.get(r.face_id, ("dataset",)))
+    if no_scope:
+        result.kept[:] = [r for r in result.kept if "dataset" in scopes.get(r.face_id, ("dataset",))]
+        result.left_out["scope_not_given"] += no_scope
     for r in result.kept:
         img_labels = labels.get(r.image_id, {}) if (what == "images" or r.is_main) else {}
         key = {"chips": r.chip_key, "crops": r.crop_key}.get(what, r.store_key)

@@ -12,12 +12,20 @@ Why it is shaped like this:
   where it stopped and ends with the same catalog as an uninterrupted run.
 - Flat memory: sources stream items; at most a small window of items is in flight.
 - Decoding dominates, so it runs in a small process pool; the catalog is written by this process only.
+- The blocklist is honoured here, not only at scan: when it is not empty (and only then: otherwise no face
+  is detected at ingest), a photo whose every face is a forgotten person's is rejected ('blocked': no store
+  object, no file hash, ``files.path`` = :func:`blocked_path`, a one-way hash of the path); in a group photo
+  those faces are pixelated before the copy is stored.
+- Every file is read through ``imageio.read_file`` and decoded under ``imageio.check_dims`` (the budget
+  scan, detect and forget's selfies share).
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+import sys
 import time
 from collections import Counter, deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -33,12 +41,13 @@ from ..imageio import (
     DEFAULT_MIN_SIDE,
     Rejected,
     decode,
+    read_file,
 )
 from ..progress import bar
 from ..store import Store
 from ..workspace import Workspace
 from .label_specs import LabelSpec, parse_spec
-from .sources import IngestError, Item, Source, open_source, row_value
+from .sources import BAD_ROW, IngestError, Item, Source, normalize_consent, open_source, row_value
 
 __all__ = ["ingest", "check_request", "IngestReport", "IngestError"]
 
@@ -86,28 +95,73 @@ class IngestReport:
 _W: dict[str, Any] = {}
 
 
-def _init_worker(store_root: str, limits: dict) -> None:
+def _init_worker(store_root: str, limits: dict, block: tuple | None = None) -> None:
     _W["store"] = Store(store_root)
     _W["limits"] = limits
+    _W["block"] = block  # (unit templates float32[k,128], radii float32[k]) when the blocklist is not empty
+    if block is not None and multiprocessing.parent_process() is not None:
+        from ..scan.embed import worker_threads
+
+        worker_threads(1)  # one process per core already
+
+
+BLOCKED_REASON = "a photo of a person who asked to be forgotten (blocklist): not stored, original path not kept"
+
+
+def blocked_path(path: str) -> str:
+    """What files.path holds for a blocked photo: a one-way hash of its path (never the path itself), so a rerun
+    re-records the same row instead of adding one."""
+    h = hashlib.sha256(b"faceset-blocked-path:" + path.encode("utf-8", "surrogateescape"))
+    return f"(blocked {h.hexdigest()[:16]})"
+
+
+def _blocked_boxes(rgb) -> tuple[int, list]:
+    """(faces found, [x, y, w, h] of the blocked ones, in ``rgb`` pixels). Only called when the blocklist is not
+    empty: the one case ingest needs face embeddings (detection runs on the shared work copy)."""
+    import numpy as np
+
+    from .. import imageio
+    from ..privacy.blocklist import distances, unit
+    from ..scan import analyze
+
+    work = imageio.work_copy(rgb)
+    k = rgb.shape[1] / work.shape[1]
+    faces = [f for f in analyze(work, embed=True, crops=False) if f.embedding is not None]
+    if not faces:
+        return 0, []
+    t, radii = _W["block"]
+    d = distances(unit(np.stack([f.embedding for f in faces])), t)
+    hit = (d <= radii[None, :]).any(axis=1)
+    return len(faces), [[v * k for v in f.box] for f, h in zip(faces, hit) if h]
 
 
 def _process(path: str, fs_path: str | None, data: bytes | None, known_sha: str | None) -> tuple:
     """Read, hash, decode, store the clean copy. Returns a small tuple (no pixels) for the parent."""
-    if data is None:
+    if data is None:  # the guarded reader: regular files only (checked on the open descriptor), size cap
         try:
-            with open(fs_path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return ("rejected", None, None, "missing", "file disappeared while ingesting")
-        except OSError as e:
-            return ("rejected", None, None, "unreadable", f"cannot read ({e.strerror or e})")
+            data = read_file(fs_path, max_file_bytes=_W["limits"]["max_file_bytes"])
+        except Rejected as r:
+            reason = "file disappeared while ingesting" if r.code == "missing" else r.reason
+            return ("rejected", None, None, r.code, reason)
     sha = hashlib.sha256(data).hexdigest()
     if known_sha == sha:
         return ("skip", sha, len(data))
-    try:
-        d = decode(data, pixels=False, **_W["limits"])  # stripped JPEGs: validated at 1/8 scale, no RGB array
+    block = _W.get("block")
+    try:  # stripped JPEGs: validated at 1/8 scale, no RGB array (pixels only when the blocklist must be checked)
+        d = decode(data, pixels=block is not None, **_W["limits"])
     except Rejected as r:
         return ("rejected", sha, len(data), r.code, r.reason)
+    if block is not None:
+        n, boxes = _blocked_boxes(d.rgb)
+        if boxes and len(boxes) == n:  # the forgotten person is the photo: nothing stored, no hash kept
+            return ("rejected", None, None, "blocked", BLOCKED_REASON)
+        if boxes:  # a group photo: the forgotten person is pixelated before anything is stored
+            from ..imageio import LOSSY, encode_clean, pixel_sha
+            from ..privacy.blur import pixelate_faces
+
+            rgb = pixelate_faces(d.rgb, boxes)
+            clean, cfmt = encode_clean(rgb, d.format in LOSSY)
+            d = type(d)(rgb, d.format, pixel_sha(rgb), clean, cfmt, d.width, d.height)
     key = _W["store"].put(d.clean, sync=False)  # made durable by one Store.sync() per batch
     return ("ok", sha, len(data), d.pixel_sha, key, d.format, d.width, d.height, len(d.clean))
 
@@ -132,9 +186,9 @@ class _Plan:
         return self.row_consent or self.consent
 
 
-def _validate_consent(consent: str | None, where: str) -> None:
-    if consent is not None and consent not in CONSENT_BASES:
-        raise IngestError(f"{where}: consent basis {consent!r} is not one of {', '.join(CONSENT_BASES)}")
+def _validate_consent(consent: str | None, where: str) -> str | None:
+    """The basis as stored (aliases and case accepted), or an IngestError naming the closest valid one."""
+    return normalize_consent(consent, where)
 
 
 def _missing_msg(src: str, what: str) -> str:
@@ -143,11 +197,12 @@ def _missing_msg(src: str, what: str) -> str:
 
 
 def check_request(sources: list, *, license: str | None, consent: str | None, source_name: str | None = None,
-                  labels: str | None = None, label_map=None, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
+                  labels: str | None = None, label_map=None, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+                  confine: bool = False) -> None:
     """Validate a request without a workspace (the CLI calls it before creating one). Raises IngestError."""
     _check_limits({"max_file_bytes": max_file_bytes})
     _plan(None, list(sources), license, consent, source_name, parse_spec(labels, label_map),
-          {"max_file_bytes": max_file_bytes})
+          {"max_file_bytes": max_file_bytes}, confine)
 
 
 def _check_limits(limits: dict, workers: int | None = None) -> dict:
@@ -166,18 +221,18 @@ def _check_limits(limits: dict, workers: int | None = None) -> dict:
 
 
 def _plan(ws: Workspace | None, sources: list, license, consent, source_name, spec: LabelSpec,
-          caps: dict) -> list[_Plan]:
+          caps: dict, confine: bool = False) -> list[_Plan]:
     """Check everything (paths, names, licence, consent, labels) before a single row is written."""
     if not sources:
         raise IngestError("nothing to ingest: give at least one SRC (folder, zip/tar archive, CSV/JSONL manifest)")
     if source_name and len(sources) > 1:
         raise IngestError("--source-name names one source; ingest several SRCs with separate commands")
-    _validate_consent(consent, "--consent")
+    consent = _validate_consent(consent, "--consent")
     if license is not None and not license.strip():
         license = None
     plans, used = [], set()
     for s in sources:
-        src = open_source(s, max_file_bytes=caps["max_file_bytes"])
+        src = open_source(s, max_file_bytes=caps["max_file_bytes"], confine=confine)
         row = None
         if ws is None:
             name = source_name or src.default_name
@@ -193,13 +248,15 @@ def _plan(ws: Workspace | None, sources: list, license, consent, source_name, sp
         if spec.kind == "column":
             if src.kind != "manifest":
                 raise IngestError(f"--labels column:... needs a CSV/JSONL manifest, but {s} is a {src.kind}")
-            cols = set(next(src.rows(), {}) or {})
+            cols = set(next((r for r in src.rows() if BAD_ROW not in r), {}) or {})
             missing = [n for n in spec.names if n not in cols]
             if missing:
                 raise IngestError(f"{s}: manifest has no column {', '.join(missing)} (has: {', '.join(sorted(cols))})")
         if src.kind == "manifest":
             bad_lic, bad_con = [], []
             for i, r in enumerate(src.rows(), 2):
+                if BAD_ROW in r:  # an unparsable line: rejected as one row at ingest, checks nothing here
+                    continue
                 rc = row_value(r, "consent")
                 _validate_consent(rc, f"{s} row {i}")
                 if not (row_value(r, "license", "licence") or (lic and lic != PER_ROW)):
@@ -242,6 +299,7 @@ def ingest(
     min_side: int = DEFAULT_MIN_SIDE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    confine: bool = False,
 ) -> IngestReport:
     """Record every file of ``sources`` in the catalog and store a clean copy of each new image.
 
@@ -253,12 +311,12 @@ def ingest(
     limits = {"min_side": min_side, "max_pixels": max_pixels, "max_file_bytes": max_file_bytes}
     limits = _check_limits(limits, workers)
     spec = parse_spec(labels, label_map)
-    plans = _plan(ws, list(sources), license, consent, source_name, spec, limits)
+    plans = _plan(ws, list(sources), license, consent, source_name, spec, limits, confine)
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
     rep = IngestReport()
     orphan_keys: set[str] = set()
-    decoder = _Decoder(workers, str(ws.store.root), limits)
+    decoder = _Decoder(workers, str(ws.store.root), limits, _block_templates(ws))
     try:
         for plan in plans:
             src_id = _ensure_source(ws, plan)
@@ -286,6 +344,16 @@ def ingest(
     return rep
 
 
+def _block_templates(ws: Workspace) -> tuple | None:
+    """The blocklist for the workers, or None when it is empty (then ingest never detects faces: cheap)."""
+    if not ws.catalog.blocklist.count():
+        return None
+    from ..privacy.blocklist import templates
+
+    _, t, radii = templates(ws)
+    return t, radii
+
+
 def _ensure_source(ws: Workspace, plan: _Plan) -> int:
     if plan.existing_id is not None:
         return plan.existing_id
@@ -301,6 +369,7 @@ def _process_many(jobs: list[tuple]) -> list[tuple]:
 
 CHUNK_ITEMS = 16  # items per worker task: amortises inter-process overhead on small chips ...
 CHUNK_BYTES = 4 * 2**20  # ... while large photos still spread over the workers
+MAX_INFLIGHT_BYTES = 512 * 2**20  # bytes held by chunks in flight (archive members are read in the parent)
 
 
 class _Decoder:
@@ -311,8 +380,8 @@ class _Decoder:
     that process too is rejected as corrupt.
     """
 
-    def __init__(self, workers: int, store_root: str, limits: dict):
-        self.workers, self._init = workers, (store_root, limits)
+    def __init__(self, workers: int, store_root: str, limits: dict, block: tuple | None = None):
+        self.workers, self._init = workers, (store_root, limits, block)
         self.pool = None
         if workers <= 1:
             _init_worker(*self._init)
@@ -320,7 +389,12 @@ class _Decoder:
     def _new_pool(self, n: int) -> ProcessPoolExecutor:
         import multiprocessing as mp
 
-        return ProcessPoolExecutor(n, mp_context=mp.get_context("fork"), initializer=_init_worker,
+        # Blocklist checks run face detection + torch in the workers. Where this process already loaded torch
+        # (a library caller that scanned before), a forkserver child never inherits its torch/OpenMP threads (a
+        # plain fork then can deadlock); otherwise (the CLI) fork: cheapest, nothing to inherit.
+        risky = self._init[2] is not None and "torch" in sys.modules
+        method = "forkserver" if risky and "forkserver" in mp.get_all_start_methods() else "fork"
+        return ProcessPoolExecutor(n, mp_context=mp.get_context(method), initializer=_init_worker,
                                    initargs=self._init)
 
     @property
@@ -397,11 +471,15 @@ def _results(ws: Workspace, src_id: int, items: Iterator[Item], dec: _Decoder) -
         for it, slot in zip(group, slots):
             yield it, done[slot] if isinstance(slot, int) else slot
 
+    inflight: deque = deque()  # bytes per chunk in the window
     for group, slots, jobs in _chunks(ws, src_id, items):
         window.append((group, slots, jobs, dec.submit(jobs) if jobs else None))
-        while len(window) > dec.window:
+        inflight.append(sum(len(j[2]) for j in jobs if j[2] is not None))
+        while len(window) > dec.window or (len(window) > 1 and sum(inflight) > MAX_INFLIGHT_BYTES):
+            inflight.popleft()
             yield from drain()
     while window:
+        inflight.popleft()
         yield from drain()
 
 
@@ -429,11 +507,12 @@ def _commit(ws: Workspace, plan: _Plan, src_id: int, spec: LabelSpec, batch: lis
                 continue
             if kind == "rejected":
                 _, sha, size, code, reason = res
-                images.record_file(src_id, it.path, sha256=sha, size=size, image_id=None, outcome="rejected",
+                path = blocked_path(it.path) if code == "blocked" else it.path
+                images.record_file(src_id, path, sha256=sha, size=size, image_id=None, outcome="rejected",
                                    reason_code=code, reason=reason)
                 rep.rejected[code] = rep.rejected.get(code, 0) + 1
                 if len(rep.rejects) < MAX_REJECTS_LISTED:
-                    rep.rejects.append((it.path, f"{code}: {reason}"))
+                    rep.rejects.append((path, f"{code}: {reason}"))
                 counts["rejected"] += 1
                 continue
             _, sha, size, psha, key, fmt, w, h, nbytes = res

@@ -2,14 +2,18 @@
 
 Streaming on purpose: items come one at a time in a deterministic (sorted)
 order, so memory stays flat and a rerun after kill -9 walks the same order.
-Archives are never extracted to disk: members are read into memory with a
-size cap, and members that would escape their folder (absolute paths, ``..``,
-symlinks, devices) become rejected items with a reason instead of files.
+Archives are never extracted to disk: members are streamed in small chunks
+with a size cap (a member whose first bytes are no image, or a zip member
+inflating more than ``MAX_ZIP_RATIO`` times, is rejected before it is
+inflated; nothing is ever inflated whole beyond the cap), and members that
+would escape their folder (absolute paths, ``..``, symlinks, devices) become
+rejected items with a reason instead of files.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import os
 import stat
@@ -19,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
+from ..catalog.schema import CONSENT_BASES
 from ..errors import UsageError
-from ..imageio import DEFAULT_MAX_FILE_BYTES, Rejected
+from ..imageio import DEFAULT_MAX_FILE_BYTES, Rejected, _describe_non_image, sniff
 
 
 class IngestError(UsageError):
@@ -34,6 +39,10 @@ JUNK_DIRS = {"__macosx", ".git", ".svn", ".thumbnails", "@eadir", ".trash", ".tr
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 PATH_COLUMNS = ("path", "file", "filename", "image", "file_name")
+MEMBER_HEAD = 64 * 1024      # bytes of a member read first: no image magic -> rejected before the rest is inflated
+MEMBER_CHUNK = 1 << 20       # members are read in chunks of this size, never more than the cap
+MAX_ZIP_RATIO = 100          # a zip member inflating more than this (and past ZIP_RATIO_FLOOR) is a bomb:
+ZIP_RATIO_FLOOR = 8 << 20    # photos barely compress (JPEG/PNG ~1:1, a flat BMP a few x)
 
 
 @dataclass
@@ -60,6 +69,29 @@ class Source:
     rows: Callable[[], Iterator[dict]] | None = None  # manifest rows, for the consent pre-check
 
 
+# Spellings people type for a consent basis (case, '-' or ' ' for '_' are always accepted).
+CONSENT_ALIASES = {
+    "licence": "license", "licensed": "license", "licenced": "license",
+    "research": "research_exemption", "research_exempt": "research_exemption", "exemption": "research_exemption",
+    "publicdomain": "public_domain", "pd": "public_domain",
+    "consented": "consent", "informed_consent": "consent",
+}
+
+
+def normalize_consent(value: str | None, where: str) -> str | None:
+    """A consent basis as stored (one of CONSENT_BASES): case, '-'/' ' and the aliases above are accepted;
+    anything else is an IngestError naming the closest valid basis."""
+    if value is None:
+        return None
+    v = "_".join(value.strip().lower().replace("-", " ").replace("_", " ").split())
+    v = CONSENT_ALIASES.get(v, v)
+    if v in CONSENT_BASES:
+        return v
+    close = difflib.get_close_matches(v, list(CONSENT_BASES) + list(CONSENT_ALIASES), n=1, cutoff=0.5)
+    hint = f" (did you mean {CONSENT_ALIASES.get(close[0], close[0])}?)" if close else ""
+    raise IngestError(f"{where}: consent basis {value!r} is not one of {', '.join(CONSENT_BASES)}{hint}")
+
+
 def printable(name: str) -> str:
     """A path string SQLite and terminals accept: undecodable bytes become \\xNN escapes."""
     try:
@@ -74,7 +106,9 @@ def _is_junk(name: str) -> bool:
     return low in JUNK_FILES or name.startswith("._")
 
 
-def open_source(src: str | Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Source:
+def open_source(src: str | Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, confine: bool = False) -> Source:
+    """``confine``: a manifest's rows may only name files inside the manifest's folder (after resolving links);
+    others become ``unsafe_path`` rejections. Off by default: a manifest may list any readable path."""
     p = Path(src)
     if not p.exists() and not p.is_symlink():
         raise IngestError(f"{src}: no such file or folder")
@@ -92,7 +126,7 @@ def open_source(src: str | Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     if low.endswith(MANIFEST_SUFFIXES):
         rows = lambda: _manifest_rows(p)  # noqa: E731
         _manifest_columns(p)  # fail early on an unusable manifest
-        return Source("manifest", uri, _stem(p.name), lambda: _manifest_items(p, max_file_bytes),
+        return Source("manifest", uri, _stem(p.name), lambda: _manifest_items(p, max_file_bytes, confine),
                       lambda: sum(1 for _ in _manifest_rows(p)), rows)
     if p.is_file():
         return Source("file", uri, p.name,
@@ -165,6 +199,24 @@ def _unsafe_member(name: str) -> str | None:
     return None
 
 
+def _read_member(f, cap: int) -> bytes:
+    """A member's bytes, streamed: the head first (no image magic: Rejected('not_image') without inflating the
+    rest), then chunks up to ``cap`` (over it: Rejected('too_large_file')). Memory: at most cap + one chunk."""
+    head = f.read(MEMBER_HEAD)
+    if head and sniff(head) is None and head[4:8] != b"ftyp":
+        raise Rejected("not_image", _describe_non_image(head))
+    parts, n = [head], len(head)
+    while n <= cap:
+        b = f.read(min(MEMBER_CHUNK, cap + 1 - n))
+        if not b:
+            break
+        parts.append(b)
+        n += len(b)
+    if n > cap:
+        raise Rejected("too_large_file", f"member is over the {cap:,} limit")
+    return b"".join(parts)
+
+
 def _check_zip(p: Path) -> None:
     try:
         with zipfile.ZipFile(p) as z:
@@ -202,14 +254,19 @@ def _zip_items(p: Path, cap: int) -> Iterator[Item]:
                 yield Item(name, size=info.file_size, reject=Rejected(
                     "too_large_file", f"member is {info.file_size:,} bytes, over the {cap:,} limit"))
                 continue
+            if info.file_size > ZIP_RATIO_FLOOR and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+                yield Item(name, size=info.file_size, reject=Rejected(
+                    "bomb", f"zip bomb: {info.compress_size:,} bytes would inflate to {info.file_size:,} "
+                            f"(over {MAX_ZIP_RATIO}x)"))
+                continue
             try:
                 with z.open(info) as f:
-                    data = f.read(cap + 1)
+                    data = _read_member(f, cap)
+            except Rejected as r:
+                yield Item(name, size=info.file_size, reject=r)
+                continue
             except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, ValueError) as e:
                 yield Item(name, size=info.file_size, reject=Rejected("corrupt", f"damaged zip member ({e})"))
-                continue
-            if len(data) > cap:
-                yield Item(name, size=len(data), reject=Rejected("too_large_file", f"member is over the {cap:,} limit"))
                 continue
             yield Item(name, data=data, size=len(data))
 
@@ -249,7 +306,11 @@ def _tar_items(p: Path, cap: int) -> Iterator[Item]:
                         "too_large_file", f"member is {m.size:,} bytes, over the {cap:,} limit"))
                     continue
                 f = t.extractfile(m)
-                data = f.read() if f is not None else b""
+                try:
+                    data = _read_member(f, cap) if f is not None else b""
+                except Rejected as r:
+                    yield Item(name, size=m.size, reject=r)
+                    continue
                 yield Item(name, data=data, size=len(data))
     except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile) as e:
         yield Item(f"(archive after member {seen})",
@@ -267,13 +328,18 @@ def _manifest_rows(p: Path) -> Iterator[dict]:
             for ln, line in enumerate(f, 1):
                 if not line.strip():
                     continue
-                try:
+                try:  # one bad line rejects that row only (as a ragged CSV row would be), not the manifest
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise IngestError(f"{p}:{ln}: invalid JSON ({e.msg})") from None
+                    yield {BAD_ROW: f"line {ln}: invalid JSON ({e.msg})"}
+                    continue
                 if not isinstance(obj, dict):
-                    raise IngestError(f"{p}:{ln}: each line must be a JSON object")
+                    yield {BAD_ROW: f"line {ln}: not a JSON object"}
+                    continue
                 yield {str(k).strip().lower(): "" if v is None else str(v).strip() for k, v in obj.items()}
+
+
+BAD_ROW = "\x00bad_row"  # key of a row that could not be parsed (never a real column name)
 
 
 def _path_column(cols) -> str | None:
@@ -282,7 +348,7 @@ def _path_column(cols) -> str | None:
 
 def _manifest_columns(p: Path) -> set[str]:
     try:
-        first = next(_manifest_rows(p), None)
+        first = next((r for r in _manifest_rows(p) if BAD_ROW not in r), None)
     except (UnicodeDecodeError, csv.Error) as e:
         raise IngestError(f"{p}: unreadable manifest ({e})") from None
     if first is None:
@@ -290,6 +356,13 @@ def _manifest_columns(p: Path) -> set[str]:
     if _path_column(first) is None:
         raise IngestError(f"{p}: manifest needs a column named one of {', '.join(PATH_COLUMNS)}")
     return set(first)
+
+
+def _inside(target: Path, base: Path) -> bool:
+    try:
+        return Path(os.path.realpath(target)).is_relative_to(base)
+    except (OSError, ValueError):
+        return False
 
 
 def row_value(row: dict, *names: str) -> str | None:
@@ -300,18 +373,24 @@ def row_value(row: dict, *names: str) -> str | None:
     return None
 
 
-def _manifest_items(p: Path, cap: int) -> Iterator[Item]:
+def _manifest_items(p: Path, cap: int, confine: bool = False) -> Iterator[Item]:
     base = p.resolve().parent
     for row in _manifest_rows(p):
+        if BAD_ROW in row:
+            yield Item(f"(manifest {row[BAD_ROW].split(':')[0]})", reject=Rejected("corrupt", row[BAD_ROW]))
+            continue
         col = _path_column(row)
         rel = row.get(col, "") if col else ""
         if not rel:
             yield Item("(row without a path)", reject=Rejected("missing", "manifest row has an empty path"))
             continue
         target = Path(rel) if os.path.isabs(rel) else base / rel
+        if confine and not _inside(target, base):
+            yield Item(printable(rel), reject=Rejected("unsafe_path", "outside the manifest's folder (--confine)"))
+            continue
         it = _file_item(target, printable(rel), cap)
         it.columns = row
         it.license = row_value(row, "license", "licence")
-        it.consent = row_value(row, "consent")
+        it.consent = normalize_consent(row_value(row, "consent"), f"{p} ({printable(rel)})")
         it.consent_expires = row_value(row, "consent_expires")
         yield it

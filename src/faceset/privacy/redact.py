@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -126,11 +128,149 @@ def mark_stale(ws: Workspace, reason: str, *, image_ids: Iterable[int] = (), fac
 
 def shred(ws: Workspace, keys: Iterable[str], *, gc: bool = False) -> int:
     """After commit: overwrite and unlink those ``keys`` the catalog no longer references (with ``gc``,
-    every unreferenced store object too, e.g. what an interrupted run left). Returns objects deleted."""
+    every unreferenced store object too, e.g. what an interrupted run left). Returns objects deleted.
+    Also finishes whatever the erasure journal still holds (:func:`finish_erasures`)."""
     live = ws.catalog.images.referenced_keys()
     n = sum(ws.store.delete(k) for k in set(keys) if k not in live)
+    n += finish_erasures(ws).store_objects
     if gc:
-        n += ws.store.gc(live)
+        n += ws.store.gc(ws.catalog.images.referenced_keys())
+    return n
+
+
+def journal(ws: Workspace, reason: str, *, keys: Iterable[str] = (), derived: bool = False) -> None:
+    """Inside the erasing transaction: record what must be shredded once it commits (the store keys,
+    and with ``derived`` the workspace's derived files), so a kill after the commit cannot leave it."""
+    ws.catalog.erasures.plan("store", keys, reason)
+    if derived:
+        ws.catalog.erasures.plan("derived", ["workspace"], reason)
+
+
+@dataclass
+class Finished:
+    """What :func:`finish_erasures` shredded."""
+
+    store_objects: int = 0
+    derived_files: int = 0
+    folders: int = 0
+    pending: int = 0  # left for later (an export still being written by a live process)
+
+
+def alive(pid: int | None) -> bool:
+    if not pid or pid == os.getpid():
+        return bool(pid)
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def finish_erasures(ws: Workspace) -> Finished:
+    """Carry out the erasure journal (idempotent: each row is removed only once its target is gone).
+
+    Store objects are shredded unless the catalog references them again; derived files are wiped;
+    export folders (a replaced export, an abandoned partial one) are shredded if they are real folders
+    (links are only unlinked). A partial export of a process that is still running is left to it.
+    """
+    c = ws.catalog
+    out = Finished()
+    tasks = c.erasures.pending()
+    if not tasks:
+        return out
+    done: list[int] = []
+    live = None
+    for t in tasks:
+        if t.kind == "store":
+            live = c.images.referenced_keys() if live is None else live
+            if t.target not in live and ws.store.delete(t.target):
+                out.store_objects += 1
+        elif t.kind == "derived":
+            out.derived_files += wipe_derived(ws)
+        elif t.kind == "partial_export" and alive(t.pid):
+            out.pending += 1
+            continue
+        else:  # export_folder | partial_export of a dead process
+            p = Path(t.target)
+            if p.is_symlink():
+                p.unlink()
+            elif p.is_dir():
+                if own_export_folder(ws, p):
+                    shred_tree(p)
+                    out.folders += 1
+            elif t.kind == "partial_export" and t.export_id is not None:
+                # killed between its swap and its commit: the folder's content is not what the catalog
+                # records, so the export must be rebuilt (refresh) before anyone trusts it
+                with c.tx():
+                    c.exports.mark_stale([t.export_id], "interrupted export")
+        done.append(t.id)
+    with c.tx():
+        c.erasures.done(done)
+    return out
+
+
+EXPORT_MARKER = ".faceset-export.json"  # in every export folder (see faceset.export.core): who owns it
+_EXPORT_SIBLING = re.compile(r"^\..+\.(partial|old)-\d+(-[0-9a-f]+)?$")
+
+
+def export_marker(folder: Path) -> dict | None:
+    """The ownership marker of an export folder (None if absent or not a plain file: never followed)."""
+    p = folder / EXPORT_MARKER
+    try:
+        st = os.lstat(p)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 65536:
+            return None
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            d = json.loads(f.read().decode("utf-8"))
+        return d if isinstance(d, dict) else None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def own_export_folder(ws: Workspace, p: Path) -> bool:
+    """Whether a journalled folder outside the workspace may be shredded: named like an export's hidden
+    sibling (``.NAME.partial-*`` / ``.NAME.old-*``) and either empty or marked with this workspace's id.
+    A journal row pointing anywhere else (a damaged or hostile catalog) never shreds a user's folder."""
+    if not _EXPORT_SIBLING.match(p.name) or p.is_symlink() or not p.is_dir():
+        return False
+    m = export_marker(p)
+    if m is None:
+        try:
+            return not any(p.iterdir())
+        except OSError:
+            return False
+    wid = (ws.catalog.settings.get_json("workspace") or {}).get("id")
+    return bool(wid) and m.get("workspace_id") == wid
+
+
+def shred_tree(root: Path) -> int:
+    """Overwrite then remove every regular file below ``root``; links are only unlinked (their
+    targets are not ours), nothing is followed. Returns files shredded."""
+    n = 0
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False, followlinks=False):
+        for f in filenames:
+            p = Path(dirpath) / f
+            try:
+                _shred_file(p)
+                n += 1
+            except OSError:
+                continue
+        for d in dirnames:
+            q = Path(dirpath) / d
+            try:
+                if q.is_symlink():
+                    q.unlink()
+                else:
+                    q.rmdir()
+            except OSError:
+                pass
+    try:
+        root.rmdir()
+    except OSError:
+        pass
     return n
 
 
@@ -151,21 +291,30 @@ def wipe_derived(ws: Workspace) -> int:
                 except OSError:
                     continue
             for d in dirnames:
+                q = Path(dirpath) / d
                 try:
-                    (Path(dirpath) / d).rmdir()
+                    q.unlink() if q.is_symlink() else q.rmdir()  # a linked folder is not entered, only unlinked
                 except OSError:
                     pass
     return n
 
 
 def _shred_file(p: Path) -> None:
-    """Overwrite with zeros, then unlink (a symlink is only unlinked: its target is not ours)."""
-    if not p.is_symlink():
-        size = p.stat().st_size
-        with open(p, "r+b") as fh:
-            fh.write(b"\0" * size)
-            fh.flush()
-            os.fsync(fh.fileno())
+    """Overwrite with zeros, then unlink. Only a regular file with one link is overwritten (opened
+    without following links); a symlink, a hard-linked file or a device is only unlinked."""
+    st = os.lstat(p)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+        fd = os.open(p, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "r+b") as fh:
+            fst = os.fstat(fh.fileno())
+            if stat.S_ISREG(fst.st_mode) and fst.st_nlink == 1:
+                left = fst.st_size
+                while left > 0:
+                    k = min(left, 1 << 20)
+                    fh.write(b"\0" * k)
+                    left -= k
+                fh.flush()
+                os.fsync(fh.fileno())
     p.unlink()
 
 
@@ -183,6 +332,7 @@ def blur_boxes(ws: Workspace, image_id: int, boxes: list[Box]) -> None:
     with ws.catalog.tx():
         apply_copy(ws, copy)
         n = mark_stale(ws, "blur", image_ids=[image_id])
+        journal(ws, "blur", keys=copy.old_keys)
         ws.catalog.audit("blur", faces=len(boxes), exports_stale=n)
     shred(ws, copy.old_keys)
     ws.catalog.vacuum()
@@ -193,12 +343,15 @@ def purge_blocked(ws: Workspace) -> int:
 
     Scan does not store a blocked face, but the stored copy still shows it; for such a photo
     the person was the subject, so the whole image goes (rows, original paths, stored copy).
+    Also finishes the erasure journal (scan and forget run this, so they resume an interrupted erasure).
     """
     ids = ws.catalog.images.ids_with_status("blocked")
     if not ids:
+        finish_erasures(ws)  # scan and forget call this: an erasure a kill interrupted is finished here too
         return 0
     with ws.catalog.tx():
         gone = erase_images(ws, ids)
+        journal(ws, "purge", keys=gone.keys)
         ws.catalog.audit("blocklist_purge", images_erased=len(ids))
     shred(ws, gone.keys)
     ws.catalog.vacuum()
