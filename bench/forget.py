@@ -11,8 +11,16 @@ numbers are held out. Peer: face_recognition's ``compare_faces`` rule (raw dlib 
 <= 0.6, its default tolerance) on the same embeddings. Also measures the blocklist:
 template from half a person's photos, hit rate on the other half and false blocks.
 
+Unseen people (issue #10, the numbers that count): person-disjoint halves of ../shared/data/identities_wild
+(300 LFW people) with utkface faces as distractors, embeddings from bench/identity_data.py's cache; per
+number of selfies (1, 2, 3), faceset's matcher (curate/match.py at the product's OPERATING_POINTS, and
+re-chosen on the other half) sorts faces into certain / review; side by side with the peer's compare_faces
+(any selfie within 0.6). Goal: certain precision >= 99.5%, certain + review recall >= 99% (1 selfie),
+>= 99.5% (3 selfies).
+
     python bench/forget.py                    # writes bench/results/forget.{json,md,png}
     python bench/forget.py --distractors 300  # quicker
+    python bench/forget.py --quick            # smoke: 100 distractors, 1,500 in the wild CV
 """
 
 from __future__ import annotations
@@ -106,14 +114,22 @@ def sweep(ws, who: dict[int, str], thresholds: np.ndarray):
         n_pos = n_photos[me] - 1
         direct = [(int(((dist <= t) & pos).sum()), int(((dist <= t) & ~pos).sum())) for t in thresholds]
         full = []
-        for t in thresholds:
+        for t in thresholds:  # the certain set with its face-level distance swept
             found = {m.image_id for m in find_matches(ws, [], float(t), cluster_radius=DEFAULT_CLUSTER_RADIUS,
-                                                      selfie_emb=raw[k:k + 1])} - {int(my_img)}
+                                                      selfie_emb=raw[k:k + 1]) if m.certainty == "certain"}
+            found -= {int(my_img)}
             tp = sum(who[i] == me for i in found)
             full.append((tp, len(found) - tp))
+        op = {}
+        for kind in ("certain", "certain+review"):
+            found = {m.image_id for m in find_matches(ws, [], selfie_emb=raw[k:k + 1])
+                     if kind != "certain" or m.certainty == "certain"} - {int(my_img)}
+            tp = sum(who[i] == me for i in found)
+            op[kind] = (tp, len(found) - tp)
         draw = np.array([per_img_raw[i] for i in ids])
         peer = (int(((draw <= PEER_TOLERANCE) & pos).sum()), int(((draw <= PEER_TOLERANCE) & ~pos).sum()))
-        res.append({"identity": me, "n_pos": n_pos, "direct": direct, "full": full, "peer": peer})
+        res.append({"identity": me, "n_pos": n_pos, "direct": direct, "full": full, "peer": peer,
+                    "op_certain": op["certain"], "op_all": op["certain+review"]})
     return res
 
 
@@ -139,7 +155,8 @@ def choose(res: list[dict], key: str, thresholds: np.ndarray, rule: str) -> int:
     ``largest-safe``: the largest threshold whose precision stays >= CHOOSE_P (a margin over TARGET_P).
     """
     s = [score(res, key, i) for i in range(len(thresholds))]
-    ok = [i for i in range(len(thresholds)) if s[i]["precision"] >= (TARGET_P if rule == "lowest-max-recall" else CHOOSE_P)]
+    floor = TARGET_P if rule == "lowest-max-recall" else CHOOSE_P
+    ok = [i for i in range(len(thresholds)) if s[i]["precision"] >= floor]
     if not ok:
         return 0
     if rule == "largest-safe":
@@ -175,13 +192,78 @@ def blocklist_check(ws, who: dict[int, str], radius: float) -> dict:
             "other_faces_falsely_blocked": false, "other_faces": n_other}
 
 
+def wild_cv(quick: bool = False, cache: Path | None = None) -> dict:
+    """Person-disjoint forget numbers on identities_wild + utkface (see the module doc): per number of selfies,
+    the product's operating point and one re-chosen on the other half, on each held-out half; the peer too."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import identity_cv as C
+    from faceset.curate.cluster import DEFAULT
+    from faceset.curate.match import params_for
+
+    data = C.load(cache or C.D.DEFAULT_CACHE, tta=False)
+    if quick:
+        keep = np.random.default_rng(0).permutation(len(data["x_u"]))[:1500]
+        for k in ("x_u", "raw_u", "y_u", "q_u"):
+            data[k] = data[k][keep]
+    halves = C.folds(data["y_w"], data["g_w"])
+    out = {"lfw_faces": int(len(data["x_w"])), "lfw_people": int(len(set(data["y_w"]))),
+           "distractors": int(len(data["x_u"])), "per_selfies": {}}
+    for s in (1, 2, 3):
+        goal = 0.99 if s == 1 else 0.995
+        acc = {"product": None, "rechosen": None}
+        peer = [0, 0, 0]
+        chosen = []
+        for f in (0, 1):
+            train, test = halves[f], halves[1 - f]
+            Fte, nte, pe = C.forget_candidates(data, test, s, DEFAULT)
+            sc = {"product": C.score_match(Fte, nte, params_for(s))}
+            if not quick:
+                Ftr, ntr, _ = C.forget_candidates(data, train, s, DEFAULT)
+                mp = C.choose_match(Ftr, ntr, goal)
+                chosen.append(mp.__dict__)
+                sc["rechosen"] = C.score_match(Fte, nte, mp)
+            for k, v in sc.items():
+                acc[k] = v if acc[k] is None else {kk: acc[k][kk] + v[kk] for kk in v}
+            peer = [peer[0] + sum(p[0] for p in pe), peer[1] + sum(p[1] for p in pe), peer[2] + nte]
+        out["per_selfies"][s] = {
+            **{k: C.finish_match(v) for k, v in acc.items() if v is not None},
+            "product_params": params_for(s).__dict__, "rechosen_params_per_half": chosen,
+            "peer_compare_faces_0.6": {"precision": round(peer[0] / max(1, peer[0] + peer[1]), 4),
+                                       "recall": round(peer[0] / max(1, peer[2]), 4), "false_faces": peer[1]}}
+        print(json.dumps({"selfies": s, **{k: v for k, v in out["per_selfies"][s].items() if "params" not in k}}),
+              file=sys.stderr)
+    return out
+
+
+def _wild_md(w: dict) -> list[str]:
+    L = ["", "## Unseen people: identities_wild, person-disjoint halves + utkface distractors (face level)", "",
+         f"{w['lfw_faces']} LFW faces of {w['lfw_people']} people, {w['distractors']} utkface distractor faces; "
+         "held-out halves pooled.", "",
+         "| selfies | matcher | certain precision | certain recall | certain + review recall | review faces (of which "
+         "others) | peer compare_faces precision | peer recall |", "|---|---|---|---|---|---|---|---|"]
+    for s, v in w["per_selfies"].items():
+        pr = v["peer_compare_faces_0.6"]
+        for k in ("product", "rechosen"):
+            if k in v:
+                m = v[k]
+                L.append(f"| {s} | {k} | {m['certain_precision']} | {m['certain_recall']} | "
+                         f"{m['recall_certain_plus_review']} | {m['review']} ({m['review_fp']}) | {pr['precision']} | "
+                         f"{pr['recall']} |")
+    return L
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--distractors", type=int, default=600, help="UTKFace chips added as strangers")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 100 distractors, small wild CV")
+    ap.add_argument("--no-wild", action="store_true", help="skip the identities_wild CV")
+    ap.add_argument("--wild-cache", type=Path, default=None, help="bench/identity_data.py cache folder")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--keep", type=Path, default=None,
                     help="build the workspace here and keep it (reused if it is already there)")
     a = ap.parse_args()
+    if a.quick:
+        a.distractors = min(a.distractors, 100)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
     from faceset.privacy.forget import DEFAULT_CLUSTER_RADIUS, DEFAULT_THRESHOLD
@@ -231,12 +313,16 @@ def main() -> int:
         "held_out_2fold": held,
         "held_out_pooled": pooled,
         "peer_face_recognition_tolerance_0.6": score(res, "peer"),
+        "operating_point_certain": score(res, "op_certain"),
+        "operating_point_certain_plus_review": score(res, "op_all"),
         "blocklist": blocklist_check(ws, who, DEFAULT_THRESHOLD),
         "curve": curve,
         "seconds": {"scan": round(scan_s, 1), "match_sweep": round(match_s, 1),
                     "total": round(time.perf_counter() - t0, 1)},
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
     }
+    if not a.no_wild:
+        out["identities_wild"] = wild_cv(a.quick, a.wild_cache)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "forget.json").write_text(json.dumps(out, indent=2) + "\n")
     (a.out / "forget.md").write_text(markdown(out))
@@ -282,7 +368,8 @@ def markdown(o: dict) -> str:
         f"recall ratio: {f['recall'] / max(1e-9, p['recall']):.3f}x.",
         "",
         "Held-out folds: " + "; ".join(
-            f"`{h['rule']}` dev fold {h['dev_fold']} chose {h['threshold']}: held-out recall {h['held_out']['recall']:.4f}, "
+            f"`{h['rule']}` dev fold {h['dev_fold']} chose {h['threshold']}: "
+            f"held-out recall {h['held_out']['recall']:.4f}, "
             f"precision {h['held_out']['precision']:.4f}" for h in o["held_out_2fold"]),
         "",
         f"Blocklist (template from every other photo, radius {op['threshold']}): "
@@ -296,6 +383,13 @@ def markdown(o: dict) -> str:
     for c in o["curve"]:
         lines.append(f"| {c['threshold']:.2f} | {c['direct_recall']:.4f} | {c['direct_precision']:.4f} "
                      f"| {c['full_recall']:.4f} | {c['full_precision']:.4f} |")
+    oc, oa = o.get("operating_point_certain"), o.get("operating_point_certain_plus_review")
+    if oc and oa:
+        lines += ["", "Product operating point (curate/match.py, 1 selfie), image level: certain recall "
+                  f"{oc['recall']:.4f}, precision {oc['precision']:.4f}; certain + review recall {oa['recall']:.4f}, "
+                  f"precision {oa['precision']:.4f}. (The sweep above moves only the certain face distance.)"]
+    if "identities_wild" in o:
+        lines += _wild_md(o["identities_wild"])
     lines += ["", f"Seconds: {o['seconds']}", ""]
     return "\n".join(lines)
 

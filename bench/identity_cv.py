@@ -323,7 +323,8 @@ def main(argv=None) -> dict:
                                 for fd in res["folds"]],
                         "faceset_cw": size_report(faceset_cw(ru)), "peer_dlib_cw": size_report(peer_cw(ru))}
     res["forget"] = {s: {"new": finish_match(v["new"]), "params_per_fold": v["params"],
-                         "peer_compare_faces": {"precision": round(v["peer"][0] / max(1, v["peer"][0] + v["peer"][1]), 4),
+                         "peer_compare_faces": {"precision": round(v["peer"][0]
+                                                                   / max(1, v["peer"][0] + v["peer"][1]), 4),
                                                 "recall": round(v["peer"][0] / v["peer"][2], 4)}}
                      for s, v in pooled_match.items()}
     res["seconds"] = round(time.time() - t0, 1)
@@ -342,25 +343,30 @@ def render(res: dict) -> str:
          f"reported on the other). Distractors: {d['utk_faces']} utkface faces "
          f"({d['utk_photos_scanned']} of {d['utk_photos_total']} photos scanned). Flip TTA: {d['tta']}.", "",
          "## Clustering (held-out half + all distractors)", "",
-         "| fold | method | pairwise F (all) | P | R | pairwise F (LFW only) | BCubed F (LFW) | distractors in LFW people | largest distractor-only cluster |",
+         "| fold | method | pairwise F (all) | P | R | pairwise F (LFW only) | BCubed F (LFW) "
+         "| distractors in LFW people | largest distractor-only cluster |",
          "|---|---|---|---|---|---|---|---|---|"]
     for i, f in enumerate(res["folds"]):
         for m in ("faceset_cw", "peer_dlib_cw", "new"):
             r = f[m]
             pa = r["pairwise_all"]
             L.append(f"| {i} | {m} | {pa['f']} | {pa['precision']} | {pa['recall']} | {r['pairwise_lfw']['f']} | "
-                     f"{r['bcubed_f_lfw']} | {r['distractors_joining_lfw_people']} | {r['largest_distractor_only_cluster']} |")
+                     f"{r['bcubed_f_lfw']} | {r['distractors_joining_lfw_people']} | "
+                     f"{r['largest_distractor_only_cluster']} |")
     L += ["", "Chosen per fold (max pairwise F over all faces of the training half + distractors): " + "; ".join(
         f"threshold {f['chosen']['threshold']}, density {f['chosen']['density']}, k {f['chosen']['k']}, "
         f"edge {f['chosen']['edge']}" for f in res["folds"]), "",
-          "## utkface alone (cluster sizes)", "", "| method | faces | clusters | largest | largest % | top 5 | singletons |",
+          "## utkface alone (cluster sizes)", "",
+          "| method | faces | clusters | largest | largest % | top 5 | singletons |",
           "|---|---|---|---|---|---|---|"]
     u = res["utk_alone"]
     for name, r in [("faceset_cw", u["faceset_cw"]), ("peer_dlib_cw", u["peer_dlib_cw"])] + [
             (f"new (fold {i} params)", r) for i, r in enumerate(u["new"])]:
-        L.append(f"| {name} | {r['faces']} | {r['clusters']} | {r['largest']} | {r['largest_pct']} | {r['top5']} | {r['singletons']} |")
+        L.append(f"| {name} | {r['faces']} | {r['clusters']} | {r['largest']} | {r['largest_pct']} | {r['top5']} | "
+                 f"{r['singletons']} |")
     L += ["", "## Forget (held-out people, pooled over both folds)", "",
-          "| selfies | certain precision | certain recall | certain+review recall | review faces (FP in review) | peer compare_faces<=0.6 precision | recall |",
+          "| selfies | certain precision | certain recall | certain+review recall | review faces (FP in review) "
+          "| peer compare_faces<=0.6 precision | recall |",
           "|---|---|---|---|---|---|---|"]
     for s, v in res["forget"].items():
         n, p = v["new"], v["peer_compare_faces"]

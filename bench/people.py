@@ -10,12 +10,19 @@
    - held-out photos: cluster a random half of each person's photos, then add
      the other half incrementally (new photos join existing ids); F over all
      photos and over the held-out half.
-2. Scale: 10k and 100k synthetic embeddings (real identity embeddings as
+2. Unseen people (issue #10): person-disjoint halves of ../shared/data/identities_wild (300 LFW people) with
+   utkface faces as distractors, embeddings from bench/identity_data.py's cache (/tmp/faceset_emb, raw
+   embeddings as scan stores them): faceset's clustering at its default (curate/cluster.DEFAULT) on each
+   held-out half, the threshold re-chosen on the other half, the previous Chinese whispers at 0.57 and the
+   peer (dlib Chinese whispers at 0.6, face_recognition's encodings), side by side; utkface alone: cluster
+   sizes. ``--quick`` uses 1,500 distractors and skips the peer on utkface alone.
+3. Scale: 10k and 100k synthetic embeddings (real identity embeddings as
    seeds, jittered into new people); time and peak memory (RSS above start) of
    faceset's clustering vs dlib's (dlib skipped at 100k: dense O(n^2) edges).
 
     python bench/people.py                   # writes bench/results/people.{json,md,png}
     python bench/people.py --sizes 10000     # quicker
+    python bench/people.py --quick           # smoke: 24 people, small wild CV, 10k scale only
 """
 
 from __future__ import annotations
@@ -88,9 +95,10 @@ def pairwise(pred: np.ndarray, truth: np.ndarray) -> dict:
 
 
 def ours(emb: np.ndarray, t: float) -> np.ndarray:
-    from faceset.curate.people import cluster_embeddings
+    """What `faceset people` runs on a first pass: average linkage (curate/cluster.py) at threshold ``t``."""
+    from faceset.curate.cluster import DEFAULT, cluster
 
-    return cluster_embeddings(emb, threshold=float(t))
+    return cluster(emb, params=DEFAULT.with_(threshold=float(t)))
 
 
 def dlib_cw(emb: np.ndarray, t: float = PEER_T) -> np.ndarray:
@@ -124,7 +132,7 @@ def leave_people_out(emb, ids, folds=4, seed=0) -> dict:
 
 def held_out_photos(emb, ids, t, seeds=5) -> dict:
     """Half of each person's photos first, the rest added incrementally."""
-    from faceset.curate.people import _cluster, cluster_embeddings
+    from faceset.curate.cluster import DEFAULT, cluster_incremental
 
     res = []
     for s in range(seeds):
@@ -133,8 +141,8 @@ def held_out_photos(emb, ids, t, seeds=5) -> dict:
         for p in set(ids):
             idx = np.flatnonzero(ids == p)
             first[rng.permutation(idx)[: max(1, len(idx) // 2)]] = True
-        la = cluster_embeddings(emb[first], threshold=t)
-        lb = _cluster(emb[~first], emb[first], la, t, 30, 0)
+        la = ours(emb[first], t)
+        lb = cluster_incremental(emb[~first], emb[first], la, params=DEFAULT.with_(threshold=float(t))).labels
         lb = np.where(lb >= 0, lb, la.max() + 1 - lb)
         lab = np.empty(len(ids), np.int64)
         lab[first], lab[~first] = la, lb
@@ -185,11 +193,77 @@ def timed(fn):
     return out, round(s, 2), round((max(peak[0], proc.memory_info().rss) - base) / 2**20, 1)
 
 
+def wild_cv(quick: bool = False, cache: Path | None = None) -> dict:
+    """Person-disjoint CV on identities_wild + utkface distractors (see the module doc, part 2)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import identity_cv as C
+    from faceset.curate.cluster import DEFAULT, cluster
+
+    data = C.load(cache or C.D.DEFAULT_CACHE, tta=False)
+    if quick:
+        keep = np.random.default_rng(0).permutation(len(data["x_u"]))[:1500]
+        for k in ("x_u", "raw_u", "y_u", "q_u"):
+            data[k] = data[k][keep]
+    halves = C.folds(data["y_w"], data["g_w"])
+    ts = (0.50, 0.54, 0.58) if quick else (0.48, 0.50, 0.52, 0.54, 0.56, 0.58)
+    grid = [DEFAULT.with_(threshold=t) for t in ts]
+    out = {"lfw_faces": int(len(data["x_w"])), "lfw_people": int(len(set(data["y_w"]))),
+           "distractors": int(len(data["x_u"])),
+           "default": {"threshold": DEFAULT.threshold, "density": DEFAULT.density}, "folds": []}
+    for f in (0, 1):
+        train, test = halves[f], halves[1 - f]
+        xtr, _, ytr, qtr, _ = C.subset(data, train)
+        chosen, _ = C.choose_params(xtr, ytr, qtr, grid)
+        x, raw, y, q, is_lfw = C.subset(data, test)
+        t = time.perf_counter()
+        row = {"held_out_people": len(test), "faces": int(len(x)),
+               "faceset_default": C.mixed_report(y, cluster(x, quality=q, params=DEFAULT), is_lfw),
+               "faceset_default_seconds": round(time.perf_counter() - t, 2),
+               "faceset_rechosen": {"threshold": chosen.threshold,
+                                    **C.mixed_report(y, cluster(x, quality=q, params=chosen), is_lfw)},
+               "previous_cw_0.57": C.mixed_report(y, C.faceset_cw(raw), is_lfw),
+               "peer_dlib_cw_0.6": C.mixed_report(y, C.peer_cw(raw), is_lfw)}
+        out["folds"].append(row)
+        print(json.dumps({"fold": f, **{k: v.get("pairwise_lfw", v) for k, v in row.items() if isinstance(v, dict)}}),
+              file=sys.stderr)
+    xu, ru = data["x_u"], data["raw_u"]
+    out["utk_alone"] = {"faceset_default": C.size_report(cluster(xu, quality=data["q_u"], params=DEFAULT)),
+                        "previous_cw_0.57": C.size_report(C.faceset_cw(ru))}
+    if not quick:
+        out["utk_alone"]["peer_dlib_cw_0.6"] = C.size_report(C.peer_cw(ru))
+    return out
+
+
+def _wild_md(w: dict) -> list[str]:
+    L = ["", "## Unseen people: identities_wild, person-disjoint halves + utkface distractors", "",
+         f"{w['lfw_faces']} LFW faces of {w['lfw_people']} people; {w['distractors']} utkface distractor faces; "
+         f"faceset default threshold {w['default']['threshold']} (density {w['default']['density']}).", "",
+         "| held-out half | method | pairwise F (LFW) | P | R | BCubed F (LFW) | distractors in LFW people | "
+         "largest distractor-only cluster |", "|---|---|---|---|---|---|---|---|"]
+    for i, fo in enumerate(w["folds"]):
+        for k in ("faceset_default", "faceset_rechosen", "previous_cw_0.57", "peer_dlib_cw_0.6"):
+            r = fo[k]
+            name = f"{k} (t {r['threshold']})" if k == "faceset_rechosen" else k
+            pl = r["pairwise_lfw"]
+            L.append(f"| {i} | {name} | {pl['f']} | {pl['precision']} | {pl['recall']} | {r['bcubed_f_lfw']} | "
+                     f"{r['distractors_joining_lfw_people']} | {r['largest_distractor_only_cluster']} |")
+    L += ["", "utkface alone (cluster sizes):", "", "| method | faces | clusters | largest | largest % | top 5 |",
+          "|---|---|---|---|---|---|"]
+    for k, v in w["utk_alone"].items():
+        L.append(f"| {k} | {v['faces']} | {v['clusters']} | {v['largest']} | {v['largest_pct']} | {v['top5']} |")
+    return L
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--cache", type=Path, default=None, help="npz of identity embeddings (skips the scan)")
+    ap.add_argument("--wild-cache", type=Path, default=None, help="bench/identity_data.py cache folder")
+    ap.add_argument("--quick", action="store_true", help="small wild CV and 10k scale only (a smoke run)")
+    ap.add_argument("--no-wild", action="store_true", help="skip the identities_wild CV")
     a = ap.parse_args()
+    if a.quick:
+        a.sizes = "10000"
     from faceset.curate.people import THRESHOLD
 
     emb, ids, info = identity_embeddings(a.cache)
@@ -215,11 +289,11 @@ def main() -> None:
     scale = []
     for n in [int(x) for x in a.sizes.split(",") if x]:
         x, truth = synthetic(emb, n)
-        r, s, m = timed(lambda: ours(x, THRESHOLD))
+        r, s, m = timed(lambda x=x: ours(x, THRESHOLD))
         row = {"n": n, "faceset_s": s, "faceset_peak_mib": m, "faceset": pairwise(r, truth),
                "dense_matrix_mib": round(n * n * 4 / 2**20, 1)}
         if n <= 20000:
-            r2, s2, m2 = timed(lambda: dlib_cw(x))
+            r2, s2, m2 = timed(lambda x=x: dlib_cw(x))
             row.update({"dlib_s": s2, "dlib_peak_mib": m2, "dlib": pairwise(r2, truth)})
         else:
             row["dlib"] = "not run: dlib.chinese_whispers_clustering compares all n^2 pairs"
@@ -227,10 +301,14 @@ def main() -> None:
         print(json.dumps(row), file=sys.stderr)
     res = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
            "data": {"identities": len(set(ids)), "faces": len(ids), **info},
-           "distances": {"same_person_pct": dict(zip(["p1", "p5", "p50", "p95", "p99"], np.percentile(same, [1, 5, 50, 95, 99]).round(3).tolist())),
-                         "different_pct": dict(zip(["p0.1", "p1", "p5", "p50"], np.percentile(diff, [0.1, 1, 5, 50]).round(3).tolist())),
+           "distances": {"same_person_pct": dict(zip(["p1", "p5", "p50", "p95", "p99"],
+                                                     np.percentile(same, [1, 5, 50, 95, 99]).round(3).tolist())),
+                         "different_pct": dict(zip(["p0.1", "p1", "p5", "p50"],
+                                                   np.percentile(diff, [0.1, 1, 5, 50]).round(3).tolist())),
                          "equal_error_threshold": eer_t},
            "threshold_curve": curve, "leave_people_out": lpo, "real": real, "held_out_photos": held, "scale": scale}
+    if not a.no_wild:
+        res["identities_wild"] = wild_cv(a.quick, a.wild_cache)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "people.json").write_text(json.dumps(res, indent=2) + "\n")
     write_md(res)
@@ -247,26 +325,34 @@ def write_md(res: dict) -> None:
          + f". Machine: {res['machine']['cpus']} CPUs, Python {res['machine']['python']}.", "",
          "| method | threshold | pairwise P | R | F | BCubed F | clusters | s |", "|---|---|---|---|---|---|---|---|"]
     for k, v in r.items():
-        L.append(f"| {k} | {v['threshold']} | {v['precision']} | {v['recall']} | {v['f']} | {v['bcubed_f']} | {v['clusters']} | {v.get('seconds', '')} |")
+        L.append(f"| {k} | {v['threshold']} | {v['precision']} | {v['recall']} | {v['f']} | {v['bcubed_f']} | "
+                 f"{v['clusters']} | {v.get('seconds', '')} |")
     fs, fd = r["faceset"]["f"], r["dlib_cw_0.6"]["f"]
     L += ["", f"F ratio faceset / dlib@0.6: {fs / fd:.3f}" if fd else "", "",
-          f"Leave-people-out (4 folds, threshold chosen on the other folds): thresholds {res['leave_people_out']['thresholds']}, "
-          f"held-out pairwise F {res['leave_people_out']['mean_f']}, BCubed F {res['leave_people_out']['mean_bcubed_f']}.", "",
-          f"Held-out photos (half first, half added incrementally, 5 seeds): pairwise F {res['held_out_photos']['mean_f']}, "
+          "Leave-people-out (4 folds, threshold chosen on the other folds): thresholds "
+          f"{res['leave_people_out']['thresholds']}, held-out pairwise F {res['leave_people_out']['mean_f']}, "
+          f"BCubed F {res['leave_people_out']['mean_bcubed_f']}.", "",
+          "Held-out photos (half first, half added incrementally, 5 seeds): pairwise F "
+          f"{res['held_out_photos']['mean_f']}, "
           f"held-out photos joining their person's existing id: {res['held_out_photos']['mean_joined_right']}.", "",
-          f"Distances: same person {res['distances']['same_person_pct']}, different {res['distances']['different_pct']}, "
+          f"Distances: same person {res['distances']['same_person_pct']}, "
+          f"different {res['distances']['different_pct']}, "
           f"equal-error threshold {res['distances']['equal_error_threshold']}.", "",
           "## Threshold curve", "", "| t | P | R | F | BCubed F | clusters |", "|---|---|---|---|---|---|"]
     for c in res["threshold_curve"][::2]:
-        L.append(f"| {c['threshold']:.2f} | {c['precision']} | {c['recall']} | {c['f']} | {c['bcubed_f']} | {c['clusters']} |")
+        L.append(f"| {c['threshold']:.2f} | {c['precision']} | {c['recall']} | {c['f']} | {c['bcubed_f']} | "
+                 f"{c['clusters']} |")
     L += ["", "## Scale (synthetic jittered embeddings, 10 faces per person)", "",
           "| n | faceset s | faceset peak MiB | faceset F | dlib s | dlib peak MiB | dlib F | dense n×n float32 MiB |",
           "|---|---|---|---|---|---|---|---|"]
     for s in res["scale"]:
         d = s["dlib"]
         L.append(f"| {s['n']} | {s['faceset_s']} | {s['faceset_peak_mib']} | {s['faceset']['f']} | "
-                 f"{s.get('dlib_s', '—')} | {s.get('dlib_peak_mib', '—')} | {d['f'] if isinstance(d, dict) else 'not run (O(n²))'} | "
+                 f"{s.get('dlib_s', '—')} | {s.get('dlib_peak_mib', '—')} | "
+                 f"{d['f'] if isinstance(d, dict) else 'not run (O(n²))'} | "
                  f"{s['dense_matrix_mib']} |")
+    if "identities_wild" in res:
+        L += _wild_md(res["identities_wild"])
     (OUT / "people.md").write_text("\n".join(L) + "\n")
 
 

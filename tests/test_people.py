@@ -46,7 +46,8 @@ def test_people_are_pure_and_complete(curated_ws):
     assert ws.catalog.scalar("SELECT COUNT(*) FROM faces WHERE is_main=0 AND person_id IS NOT NULL") > 0
     # one person appears at most once per photo (tiny crowd faces must not chain into one person)
     assert ws.catalog.scalar(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM faces WHERE person_id IS NOT NULL GROUP BY person_id, image_id HAVING COUNT(*) > 1)") == 0
+        "SELECT COUNT(*) FROM (SELECT 1 FROM faces WHERE person_id IS NOT NULL "
+        "GROUP BY person_id, image_id HAVING COUNT(*) > 1)") == 0
     # n_faces and centroids maintained
     for r in ws.catalog.q("SELECT id, n_faces, centroid FROM people WHERE n_faces > 0"):
         assert r["n_faces"] == ws.catalog.scalar("SELECT COUNT(*) FROM faces WHERE person_id=?", (r["id"],))
@@ -62,11 +63,13 @@ def test_people_json_lists_every_face_with_source_path(curated_ws, tmp_path):
     ws = open_workspace(tmp_path / "ws")
     assert len(out["faces"]) == ws.catalog.scalar("SELECT COUNT(*) FROM faces")
     assert out["report"]["assigned_now"] == 0  # a rerun assigns nothing new
-    ident = {r["file"] for r in read_labels(Path(ws.catalog.scalar("SELECT uri FROM sources WHERE name LIKE 'identities%'")))}
+    ident_uri = ws.catalog.scalar("SELECT uri FROM sources WHERE name LIKE 'identities%'")
+    ident = {r["file"] for r in read_labels(Path(ident_uri))}
     assert all(f["path"] for f in out["faces"])
     assert {f["path"] for f in out["faces"]} & ident
     assert all(Path(f["source_path"]).is_file() for f in out["faces"])  # folder sources: the original file
-    assert out["report"]["people"] == len(out["people"]) == len({f["person_id"] for f in out["faces"] if f["person_id"]})
+    assert out["report"]["people"] == len(out["people"]) == len(
+        {f["person_id"] for f in out["faces"] if f["person_id"]})
     ws.close()
 
 
@@ -112,7 +115,8 @@ def test_incremental_new_photos_keep_ids_and_splits(tmp_path, data_dir):
     # old faces keep their person, old people keep their split, ids are not renumbered
     now = {r[0]: r[1] for r in ws.catalog.q("SELECT id, person_id FROM faces")}
     assert all(now[f] == p for f, p in face_person.items())
-    assert {r[0]: r[1] for r in ws.catalog.q("SELECT id, split FROM people WHERE id IN (%s)" % ",".join(map(str, person_split)))} == person_split
+    ids = ",".join(map(str, person_split))
+    assert {r[0]: r[1] for r in ws.catalog.q("SELECT id, split FROM people WHERE id IN (%s)" % ids)} == person_split
     assert rep.already_assigned == len([p for p, s in person_split.items() if s])
     # new photos of known people join them; new people get new ids
     m = _main_identity(ws)

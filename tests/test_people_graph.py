@@ -23,7 +23,8 @@ def _blobs(n_people, per, seed=0, spread=0.12):
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_people, 128)).astype(np.float32)
     centres *= 1.0 / np.linalg.norm(centres, axis=1, keepdims=True)
-    x = np.repeat(centres, per, 0) + rng.normal(scale=spread / np.sqrt(128), size=(n_people * per, 128)).astype(np.float32)
+    noise = rng.normal(scale=spread / np.sqrt(128), size=(n_people * per, 128)).astype(np.float32)
+    x = np.repeat(centres, per, 0) + noise
     return x, np.repeat(np.arange(n_people), per)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -46,15 +46,14 @@ def people(
     workspace: Optional[Path] = WorkspaceOpt,
     as_json: bool = JsonOpt,
     threshold: Optional[float] = typer.Option(None,
-                                              help="Embedding distance that links two faces (default: the calibrated "
-                                                   "value)."),
+                                              help="Largest RMS distance over all face pairs at which two clusters "
+                                                   "merge (default: the calibrated value)."),
 ):
     """Cluster faces into people (incremental, stable ids); list unique people and photos per person."""
     from ..curate import cluster_people, people_listing
-    from ..curate.people import THRESHOLD
 
     ws = ws_open(workspace)
-    rep = cluster_people(ws, threshold=THRESHOLD if threshold is None else threshold, progress=not as_json)
+    rep = cluster_people(ws, threshold=threshold, progress=not as_json)
     if as_json:
         emit(True, {"report": rep.to_dict(), **people_listing(ws)})
         return
@@ -65,6 +64,86 @@ def people(
         console.print(f"faces per person: min {f['min']}, median {f['median']}, mean {f['mean']}, max {f['max']}")
     console.print(table("largest people", ["person", "faces", "images", "split"],
                         [[p["person_id"], p["faces"], p["images"], p["split"] or "-"] for p in rep.top]))
+    if rep.merge_candidates:
+        console.print(f"{len(rep.merge_candidates)} pairs of people may be one person (not merged): "
+                      "`faceset people review` asks about them")
+
+
+def _parse_answer(text: str) -> tuple[int, int, bool]:
+    parts = [t.strip() for t in text.replace(":", ",").split(",")]
+    if len(parts) != 3 or parts[2].lower() not in ("y", "yes", "n", "no"):
+        raise UsageError(f"--answer takes FACE,FACE,yes|no (e.g. 12,34,no), not {text!r}")
+    try:
+        return int(parts[0]), int(parts[1]), parts[2].lower() in ("y", "yes")
+    except ValueError:
+        raise UsageError(f"--answer takes face ids (numbers), not {text!r}") from None
+
+
+def people_review(
+    ctx: typer.Context,
+    workspace: Optional[Path] = WorkspaceOpt,
+    as_json: bool = JsonOpt,
+    limit: int = typer.Option(10, "--limit", help="How many questions to ask (best expected gain first)."),
+    answers: Optional[List[str]] = typer.Option(None, "--answer",
+                                                help="Apply an answer without asking: FACE,FACE,yes|no "
+                                                     "(repeatable)."),
+    sheet: bool = typer.Option(False, "--sheet", help="Write the questions' face pairs to a PNG in sheets/."),
+    ask: bool = typer.Option(True, "--ask/--no-ask",
+                             help="Ask each question on the terminal (only when stdin is a terminal)."),
+):
+    """Answer yes/no "same person?" questions ranked by how much each answer improves the clustering; answers
+    become must-link / cannot-link decisions every later `faceset people` keeps."""
+    import sys
+    import time
+
+    from ..curate.people import answer, review_questions, review_sheet
+
+    ws = ws_open(workspace or (ctx.obj or {}).get("workspace"))
+    applied = []
+    for text in answers or []:
+        a, b, same = _parse_answer(text)
+        applied.append({"face_a": a, "face_b": b, "same": same, **answer(ws, a, b, same).to_dict()})
+    qs = review_questions(ws, limit)
+    sheet_path = None
+    if sheet and qs:
+        sheet_path = str(review_sheet(ws, qs, ws.sheets_dir / f"review-{time.strftime('%Y%m%d-%H%M%S')}.png"))
+    interactive = ask and not as_json and not answers and sys.stdin.isatty()
+    if interactive and qs:
+        console.print(table("questions", ["#", "face", "face", "people", "kind", "distance"],
+                            [[k + 1, q.face_a, q.face_b, f"{q.person_a}/{q.person_b}", q.kind, f"{q.linkage:.3f}"]
+                             for k, q in enumerate(qs)]))
+        if sheet_path:
+            console.print(f"faces side by side: {sheet_path}")
+        for k, q in enumerate(qs):
+            got = typer.prompt(f"{k + 1}: faces {q.face_a} and {q.face_b} the same person? [y/n/s=skip/q=quit]",
+                               default="s").strip().lower()
+            if got.startswith("q"):
+                break
+            if got[:1] in ("y", "n"):
+                rep = answer(ws, q.face_a, q.face_b, got.startswith("y"))
+                applied.append({"face_a": q.face_a, "face_b": q.face_b, "same": got.startswith("y"), **rep.to_dict()})
+                # a merge or split changes the people, so the remaining questions may be stale: ask again later
+                if rep.action in ("merge", "split"):
+                    console.print(f"{rep.action}: person {rep.person_id}")
+        qs = review_questions(ws, limit)
+    data = {"answered": applied, "questions": [q.to_dict() for q in qs], "sheet": sheet_path}
+
+    def human():
+        if applied:
+            console.print(table("answers applied", ["face", "face", "same", "did", "person"],
+                                [[r["face_a"], r["face_b"], "yes" if r["same"] else "no", r["action"],
+                                  r["person_id"] if r["person_id"] is not None else "-"] for r in applied]))
+        if not qs:
+            console.print("no questions left: the clustering has no close calls")
+            return
+        console.print(table("next questions (answer with --answer FACE,FACE,yes|no)",
+                            ["face", "face", "people", "kind", "gain", "distance"],
+                            [[q.face_a, q.face_b, f"{q.person_a}/{q.person_b}", q.kind, f"{q.gain:.1f}",
+                              f"{q.linkage:.3f}"] for q in qs]))
+        if sheet_path:
+            console.print(f"faces side by side: {sheet_path}")
+
+    emit(as_json, data, human)
 
 
 def split(
@@ -190,5 +269,6 @@ def label_noise_cmd(
 def register(app: typer.Typer) -> None:
     app.command()(dedup)
     app.command()(people)
+    # `faceset people review` joins the `people` group in serve_cmds.register (no import back from here)
     app.command()(split)
     app.add_typer(label_app, name="label")

@@ -21,14 +21,19 @@ def forget(
     drop_group_photos: bool = typer.Option(False, "--drop-group-photos",
                                            help="Drop group shots where they are a bystander instead of blurring "
                                                 "them."),
-    threshold: Optional[float] = typer.Option(None, help="Match distance (unit-normalised embeddings)."),
+    threshold: Optional[float] = typer.Option(None, help="Override the RMS distance to the selfies at which a face "
+                                                         "alone is a certain match (default: the operating point "
+                                                         "for the number of selfies)."),
+    include_uncertain: bool = typer.Option(False, "--include-uncertain",
+                                           help="Also erase the matches that need review (listed with their "
+                                                "distances and on the contact sheet)."),
     refresh_exports: bool = typer.Option(False, "--refresh-exports", help="Rebuild the exports that held them now."),
     workspace: Optional[Path] = WorkspaceOpt,
     as_json: bool = JsonOpt,
 ):
     """Erase a person everywhere from their photo(s), blur them in group shots and block them from later scans."""
     from ..privacy import forget as do_forget
-    from ..privacy.forget import DEFAULT_THRESHOLD, ForgetError
+    from ..privacy.forget import ForgetError
 
     ws = ws_open(workspace)
     if not (dry_run or yes) and not sys.stdin.isatty():
@@ -36,12 +41,19 @@ def forget(
 
     def ask(rep) -> bool:
         _show_matches(rep)
-        return typer.confirm(f"erase {len(rep.matches)} faces in {len(rep.images)} images for good?", default=False)
+        if rep.review and not rep.include_uncertain:
+            rep.include_uncertain = typer.confirm(
+                f"{len(rep.review)} faces need review (marked '?' above and framed red on the contact sheet): "
+                "are they this person too, and to be erased?", default=False)
+        n = len(rep.to_erase)
+        if not n:
+            return False
+        return typer.confirm(f"erase {n} faces in {len({m.image_id for m in rep.to_erase})} images for good?",
+                             default=False)
 
     try:
-        rep = do_forget(ws, selfies, dry_run=dry_run, drop_group_photos=drop_group_photos,
-                        threshold=threshold if threshold is not None else DEFAULT_THRESHOLD,
-                        confirm=None if (yes or dry_run) else ask)
+        rep = do_forget(ws, selfies, dry_run=dry_run, drop_group_photos=drop_group_photos, threshold=threshold,
+                        include_uncertain=include_uncertain, confirm=None if (yes or dry_run) else ask)
     except ForgetError as e:
         fail(str(e))
     refreshed = []
@@ -63,7 +75,9 @@ def forget(
             if rep.plan is not None:
                 hidden = sum(len(v) for v in rep.plan.hide_faces.values())
                 console.print(f"plan: erase {len(rep.plan.erase_images)} images, pixelate {hidden} faces in "
-                              f"{len(rep.plan.hide_faces)} group shots")
+                              f"{len(rep.plan.hide_faces)} group shots"
+                              + ("" if rep.include_uncertain or not rep.review else
+                                 f" (certain matches only; {len(rep.review)} more with --include-uncertain)"))
             console.print("dry run: nothing was erased")
             return
         console.print(
@@ -77,6 +91,9 @@ def forget(
             console.print(f"{rep.exports_stale} exports held them and are now stale: run `faceset export --refresh`")
         if rep.unscanned_images:
             console.print(f"{rep.unscanned_images} images are not scanned yet: the blocklist will drop them at scan")
+        if rep.review and not rep.include_uncertain:
+            console.print(f"{len(rep.review)} faces that need review were kept: look at them (`--dry-run`) and "
+                          "rerun with --include-uncertain if they are this person")
 
     emit(as_json, data, human)
 
@@ -88,10 +105,13 @@ def _short(path: str) -> str:
 
 
 def _show_matches(rep) -> None:
-    rows = [[m.image_id, m.face_id, f"{m.distance:.3f}", m.via,
-             m.action, "; ".join(_short(p) for p in m.source_paths)] for m in rep.matches]
-    console.print(table(f"{len(rep.matches)} matching faces in {len(rep.images)} images (threshold {rep.threshold})",
-                        ["image", "face", "distance", "via", "action", "original file"], rows))
+    order = sorted(rep.matches, key=lambda m: (m.certainty != "certain", m.image_id, m.face_id))
+    rows = [[m.image_id, m.face_id, "yes" if m.certainty == "certain" else "? review", f"{m.distance:.3f}",
+             "-" if m.person_distance is None else f"{m.person_distance:.3f}", m.action,
+             "; ".join(_short(p) for p in m.source_paths)] for m in order]
+    console.print(table(f"{len(rep.matches)} matching faces in {len(rep.images)} images: {len(rep.certain)} certain, "
+                        f"{len(rep.review)} need review ({rep.selfies} selfie{'s' if rep.selfies != 1 else ''})",
+                        ["image", "face", "certain", "distance", "person", "action", "original file"], rows))
     if rep.contact_sheet:
         console.print(f"contact sheet: {rep.contact_sheet}")
 

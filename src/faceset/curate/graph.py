@@ -14,7 +14,12 @@ BLOCK_BYTES = 16 << 20
 
 
 def knn(
-    query: np.ndarray, base: np.ndarray, k: int, *, exclude_self: bool = False, on_rows: Callable[[int], None] | None = None
+    query: np.ndarray,
+    base: np.ndarray,
+    k: int,
+    *,
+    exclude_self: bool = False,
+    on_rows: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours (Euclidean) of each query row in ``base``: (indices, distances), [nq, k].
 

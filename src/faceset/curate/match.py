@@ -41,7 +41,12 @@ class MatchParams:
 
 # chosen by bench/identity_cv.py (person-disjoint CV, fold 0's training half; see bench/results/identity.md);
 # keyed by number of selfies (3 stands for 3 or more). Provisional: chosen with 1,398 of 9,780 utkface
-# distractors scanned; rerun the bench on the full cache before relying on them.
+# distractors scanned; rerun the bench on the full cache before relying on them. Measured since then (raw
+# embeddings, cluster.DEFAULT 0.58 clusters, all 9,767 distractors, held-out half, 1 selfie): certain
+# precision 0.923, certain + review recall 0.961 -- below the goals. Person-level evidence is what lets
+# strangers in: a face-only certain set (rms <= 0.36, certain_person 0) was 1.000 precise on both halves
+# (recall 0.15); review at distance <= 0.62 then reaches recall 0.992 / 0.977 with ~110 review faces per
+# person. Re-choose here after the lead's full bench run.
 OPERATING_POINTS: dict[int, MatchParams] = {
     1: MatchParams(0.36, 0.42, 0.54, 0.40, 0.62, 0.62),
     2: MatchParams(0.30, 0.44, 0.50, 0.49, 0.60, 0.58),

@@ -1,19 +1,21 @@
-"""People: cluster face embeddings into identities, incrementally, with stable ids.
+"""People: cluster face embeddings into identities, incrementally, with stable ids, honouring review.
 
-Graph: each face links to its ``K`` nearest faces closer than ``THRESHOLD``
-(weighted by closeness) and Chinese whispers clusters it. Incremental runs
-cluster only the new faces plus the already-assigned faces within reach of
-them; a cluster holding assigned faces takes their majority person, others
-become new people. Assigned faces never move and ids never renumber, so a
-person's split stays put; people that new faces link together are reported
-as merge candidates, not merged. Memory is O(n * K) (blockwise exact kNN).
+:func:`cluster_people` runs :func:`faceset.curate.cluster.cluster_incremental` (average linkage on the kNN
+graph: two clusters merge only when the RMS distance over ALL their cross pairs is below the threshold, so
+look-alike chains cannot glue strangers together; see that module). New faces join an existing person or
+form new ones; assigned faces never move and ids never renumber, so a person's split stays put; two
+existing people that new faces would join are reported as ``merge_candidates``, never merged.
 
-Why faces, not only centroids, as anchors: one person photographed over years
-is several modes; a single mean sits between them. ``people.centroid`` (mean
-of the person's 'ok' faces) is still maintained for other stages.
+Constraints: one face per photo per person (cannot-links between faces of one photo, plus a final check
+against every assigned face), and the human decisions of review (``decisions`` table): must-link and
+cannot-link pairs go to the algorithm, ``not_a_person`` faces never get a person. The default threshold is
+``cluster.DEFAULT`` (chosen by person-disjoint CV on identities_wild, bench/identity_cv.py).
 
-THRESHOLD was calibrated on ``identities/`` (leave-people-out; see
-bench/people.py and docs/curate.md), not taken from dlib's 0.6.
+Low-quality faces are assigned but never anchor later faces (existing people are compared on their 'ok'
+faces). ``people.centroid`` (mean of the person's 'ok' faces) is still maintained for other stages.
+
+The Chinese-whispers functions below (:func:`cluster_embeddings`, :func:`_cluster`) are the previous
+algorithm, kept for the benchmarks' side-by-side numbers (``CW_THRESHOLD``).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from ..catalog import now
 from ..errors import UsageError
 from ..progress import Bar, bar
 from ..workspace import Workspace
+from .cluster import DEFAULT, Params, cluster_incremental
 from .graph import chinese_whispers, knn
 
-THRESHOLD = 0.57
+THRESHOLD = DEFAULT.threshold  # what `faceset people` uses (RMS cross-pair distance, cluster.py)
+CW_THRESHOLD = 0.57  # the previous Chinese-whispers edge threshold (cluster_embeddings, _cluster)
 K = 30
 
 
@@ -39,8 +43,8 @@ def edge_weight(d: np.ndarray, threshold: float) -> np.ndarray:
     return 1.1 - d / threshold
 
 
-def cluster_embeddings(emb: np.ndarray, threshold: float = THRESHOLD, k: int = K, seed: int = 0) -> np.ndarray:
-    """Labels 0..m-1 for a fresh set of embeddings (what cluster_people does on a first run)."""
+def cluster_embeddings(emb: np.ndarray, threshold: float = CW_THRESHOLD, k: int = K, seed: int = 0) -> np.ndarray:
+    """Labels 0..m-1 for a fresh set of embeddings with the previous algorithm (Chinese whispers)."""
     return cluster_graph(emb, threshold, k, seed)
 
 
@@ -144,42 +148,95 @@ class PeopleReport:
     # (a merge could join two splits or two consent records)
     merge_candidates: list[list[int]] = field(default_factory=list)
     threshold: float = THRESHOLD
+    not_a_person: int = 0  # faces review marked as no person: never given one
+    constraints: dict[str, int] = field(default_factory=dict)  # must_link / cannot_link pairs that applied
     top: list[dict] = field(default_factory=list)  # largest people: id, faces, images, split
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def cluster_people(ws: Workspace, *, threshold: float = THRESHOLD, seed: int = 0, progress: bool = True) -> PeopleReport:
-    """Give every face with an embedding a person (bystanders too); keep existing assignments.
-
-    Low-quality faces are assigned but neither anchor later faces nor move centroids.
-    Faces of near-duplicate images follow their kept image's main face, so a
-    duplicate group always belongs to one person (and so to one split).
-    """
+def _params(threshold: float | None, params: Params | None) -> Params:
+    p = params or DEFAULT
+    if threshold is None:
+        return p
     if not 0 < threshold < 2:
         raise UsageError(f"threshold must be between 0 and 2 (a distance between unit embeddings), got {threshold:g}")
+    return p.with_(threshold=float(threshold))
+
+
+def _same_photo_pairs(new_images: np.ndarray, old_images: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """Cannot-link rows (new first, old at n + j) that are faces of one photo: a person appears at most once
+    per photo (tiny, blurred crowd faces embed alike and would otherwise gather into one person)."""
+    rows: dict[int, list[int]] = {}
+    for i, img in enumerate(new_images.tolist()):
+        rows.setdefault(img, []).append(i)
+    old_rows: dict[int, list[int]] = {}
+    for j, img in enumerate(old_images.tolist()):
+        if img in rows:
+            old_rows.setdefault(img, []).append(n + j)
+    out: list[tuple[int, int]] = []
+    for img, r in rows.items():
+        o = old_rows.get(img, [])
+        for k, a in enumerate(r):
+            out += [(a, b) for b in r[k + 1:]]
+            out += [(a, b) for b in o]
+    return out
+
+
+def cluster_people(ws: Workspace, *, threshold: float | None = None, params: Params | None = None, seed: int = 0,
+                   progress: bool = True) -> PeopleReport:
+    """Give every face with an embedding a person (bystanders too); keep existing assignments.
+
+    ``threshold`` overrides ``params.threshold`` (default :data:`cluster.DEFAULT`). ``seed`` is kept for
+    callers of the previous algorithm; average linkage is deterministic.
+    Low-quality faces are assigned but never anchor later faces nor move centroids. Faces of near-duplicate
+    images follow their kept image's main face, so a duplicate group always belongs to one person (and so
+    to one split). Review decisions hold: must-link / cannot-link pairs constrain the clustering, and faces
+    marked not-a-person are left without a person.
+    """
+    p = _params(threshold, params)
     c = ws.catalog
-    rep = PeopleReport(threshold=threshold)
+    rep = PeopleReport(threshold=p.threshold)
     faces = c.people.clustering_faces()
     ids, image, quality, emb, person = faces.ids, faces.image_ids, faces.quality, faces.vectors, faces.person_ids
     rep.faces = len(ids)
-    is_new = person < 0
-    anchors = ~is_new & faces.ok
-    before = set(int(p) for p in person[~is_new])
-    merges: list = []
+    nap = c.review.not_a_person_faces()
+    excluded = np.isin(ids, np.fromiter(nap, np.int64, len(nap))) if nap else np.zeros(len(ids), bool)
+    rep.not_a_person = int(excluded.sum())
+    is_new = (person < 0) & ~excluded
+    anchors = (person >= 0) & faces.ok & ~excluded
+    assigned = (person >= 0) & ~excluded
+    before = set(int(x) for x in person[assigned])
     n_new = int(is_new.sum())
-    # the kNN passes dominate: new faces against assigned ones, then the new + nearby graph
-    with bar("people: neighbours", n_new, progress and n_new > 0) as b:
-        labels = _cluster(emb[is_new], emb[anchors], person[anchors], threshold, K, seed, merges,
-                          images=image[is_new], priority=quality[is_new],
-                          taken=list(zip(person[~is_new].tolist(), image[~is_new].tolist())), progress=b)
-    rep.merge_candidates = [list(m) for m in sorted(set(merges))]
+    new_idx, old_idx = np.flatnonzero(is_new), np.flatnonzero(anchors)
+    # row of each face in the algorithm's [new; old] numbering
+    row = {int(ids[k]): i for i, k in enumerate(new_idx)}
+    row.update({int(ids[k]): n_new + j for j, k in enumerate(old_idx)})
+    must_f, cannot_f = c.review.link_decisions()
+    must = [(row[a], row[b]) for a, b in must_f if a in row and b in row and (row[a] < n_new or row[b] < n_new)]
+    cannot = [(row[a], row[b]) for a, b in cannot_f if a in row and b in row and (row[a] < n_new or row[b] < n_new)]
+    rep.constraints = {"must_link": len(must), "cannot_link": len(cannot)}
+    cannot += _same_photo_pairs(image[new_idx], image[old_idx], n_new)
+    labels = np.zeros(0, np.int64)
+    merges: list = []
+    with bar("people: clustering", 1, progress and n_new > 0) as b:
+        if n_new:
+            res = cluster_incremental(emb[new_idx], emb[old_idx], person[old_idx], quality=quality[new_idx],
+                                      must_link=must, cannot_link=cannot, params=p)
+            labels, merges = res.labels, res.proposals
+            # safety net: no person twice in one photo, also against assigned low-quality faces
+            next_new = int(min(labels.min(initial=0), 0)) - 1
+            labels = _one_face_per_image(labels, image[new_idx], quality[new_idx],
+                                         list(zip(person[assigned].tolist(), image[assigned].tolist())), next_new)
+        b.advance()
+    rep.merge_candidates = sorted({(int(a), int(b_)) for a, b_, _ in merges})
+    rep.merge_candidates = [list(m) for m in rep.merge_candidates]
     with c.tx():
         new_ids: dict[int, int] = {}
         person_of: dict[int, int] = {}
         ts = now()
-        for fid, label in zip(ids[is_new], labels):
+        for fid, label in zip(ids[new_idx], labels):
             if label < 0:
                 if label not in new_ids:
                     new_ids[label] = c.people.create(created_at=ts)
@@ -193,14 +250,15 @@ def cluster_people(ws: Workspace, *, threshold: float = THRESHOLD, seed: int = 0
         _refresh_people(ws)
         c.audit("people", faces=rep.faces, assigned=rep.assigned_now, joined_existing=rep.joined_existing,
                 new_people=rep.new_people, dup_ties=rep.dup_ties, merge_candidates=len(rep.merge_candidates),
-                threshold=threshold, existing_people=len(before))
+                threshold=p.threshold, existing_people=len(before), not_a_person=rep.not_a_person,
+                must_link=rep.constraints["must_link"], cannot_link=rep.constraints["cannot_link"])
     sizes = np.array(c.people.face_counts(), np.int64)
     rep.people = len(sizes)
     rep.singletons = int((sizes == 1).sum())
     if len(sizes):
         rep.faces_per_person = {"min": int(sizes.min()), "median": float(np.median(sizes)),
                                 "mean": round(float(sizes.mean()), 2), "max": int(sizes.max())}
-    rep.top = [p._asdict() for p in c.people.summaries(largest_first=True, limit=20)]
+    rep.top = [p_._asdict() for p_ in c.people.summaries(largest_first=True, limit=20)]
     return rep
 
 
@@ -228,3 +286,119 @@ def _source_path(kind: str, uri: str | None, path: str) -> str:
     if kind == "folder":
         return str(Path(uri) / path)
     return uri if kind == "file" else f"{uri}:{path}"
+
+
+# -- assisted review -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReviewQuestion:
+    """"Same person?" about two faces, ranked by how many face pairs the answer is expected to fix."""
+
+    face_a: int
+    face_b: int
+    person_a: int
+    person_b: int
+    image_a: int
+    image_b: int
+    kind: str  # merge (two people that may be one) | split (a face that may not belong to its person)
+    gain: float  # expected face pairs fixed by the answer
+    linkage: float  # RMS distance between the two sides
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def review_questions(ws: Workspace, limit: int = 10, *, params: Params | None = None) -> list[ReviewQuestion]:
+    """Up to ``limit`` yes/no questions (:func:`faceset.curate.review.questions` over the 'ok' assigned
+    faces), best expected gain first; pairs a decision already settles are not asked again."""
+    from . import review as R
+
+    if limit < 1:
+        raise UsageError(f"limit must be at least 1, got {limit}")
+    p = params or DEFAULT
+    c = ws.catalog
+    fids, pids, emb = c.review.person_vectors()
+    if len(fids) < 2:
+        return []
+    row = {int(f): i for i, f in enumerate(fids)}
+    must_f, cannot_f = c.review.link_decisions()
+    ans = R.Answers(must_link=[(row[a], row[b]) for a, b in must_f if a in row and b in row],
+                    cannot_link=[(row[a], row[b]) for a, b in cannot_f if a in row and b in row])
+    # ask for more than needed: merge questions between people who share a photo are dropped below
+    qs = R.questions(emb, pids, limit=2 * limit + 10, params=p, answers=ans)
+    faces = c.people.clustering_faces()
+    photos: dict[int, set] = {}
+    for pid, img in zip(faces.person_ids.tolist(), faces.image_ids.tolist()):
+        if pid >= 0:
+            photos.setdefault(pid, set()).add(img)
+    images = {r.face_id: r.image_id for r in c.faces.in_images(int(fids[i]) for q in qs for i in (q.a, q.b))}
+    out = []
+    for q in qs:
+        a, b, pa, pb = int(fids[q.a]), int(fids[q.b]), int(pids[q.a]), int(pids[q.b])
+        if q.kind == "merge" and photos.get(pa, set()) & photos.get(pb, set()):
+            continue  # one person appears once per photo: these two cannot be one
+        out.append(ReviewQuestion(a, b, pa, pb, images[a], images[b], q.kind, round(q.gain, 3), round(q.linkage, 4)))
+    return out[:limit]
+
+
+def answer(ws: Workspace, a: int, b: int, same: bool):
+    """Apply one answer about faces ``a`` and ``b`` as a review decision (:mod:`faceset.curate.decisions`):
+    same -> their people merge (must-link; a must-link alone when they already share a person); not the
+    same -> face ``a`` is split off its person when they share one (cannot-link), else a cannot-link between
+    the two faces keeps their people apart in every later run. Returns the verb's ``DecisionReport``."""
+    from . import decisions as D
+
+    a, b = int(a), int(b)
+    if a == b:
+        raise UsageError("a question is about two different faces")
+    c = ws.catalog
+    person_of = c.review.persons_of_faces([a, b])
+    missing = [f for f in (a, b) if f not in person_of]
+    if missing:
+        from ..errors import NotFound
+
+        raise NotFound(f"no face {', '.join(map(str, missing))}")
+    pa, pb = person_of[a], person_of[b]
+    if pa is None or pb is None:
+        raise UsageError("both faces need a person (run `faceset people` first; not-a-person faces have none)")
+    if same and pa != pb:
+        keep, other = (pa, pb) if _size(ws, pa) >= _size(ws, pb) else (pb, pa)
+        return D.merge_people(ws, keep, [other])
+    if not same and pa == pb:
+        return D.split_faces(ws, [a])
+    kind = "must_link" if same else "cannot_link"
+    with c.tx():
+        n = c.review.add_decisions(kind, [(a, b)])
+        c.audit("people_review", decision=kind, decisions=n)
+    return D.DecisionReport(kind, person_id=pa if same else None, people=sorted({pa, pb}), faces=0, decisions=n)
+
+
+def _size(ws: Workspace, person_id: int) -> int:
+    card = ws.catalog.review.person(person_id)
+    return card.n_faces if card else 0
+
+
+def review_sheet(ws: Workspace, questions: list[ReviewQuestion], out: Path, cell: int = 150) -> Path | None:
+    """One row per question: the two faces' chips side by side, numbered as the CLI lists them."""
+    from PIL import Image, ImageDraw
+
+    if not questions:
+        return None
+    import io
+
+    keys = ws.catalog.faces.chip_keys(f for q in questions for f in (q.face_a, q.face_b))
+    sheet = Image.new("RGB", (2 * cell + 10, len(questions) * (cell + 16)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, q in enumerate(questions):
+        y = k * (cell + 16)
+        for col, fid in enumerate((q.face_a, q.face_b)):
+            key = keys.get(fid)
+            if key and ws.store.exists(key):
+                with Image.open(io.BytesIO(ws.store.get(key))) as im:
+                    sheet.paste(im.convert("RGB").resize((cell, cell)), (col * (cell + 10), y))
+        draw.text((3, y + cell + 2), f"{k + 1}: faces {q.face_a} / {q.face_b}  {q.kind} {q.linkage:.2f}",
+                  fill="black")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, "PNG")
+    return out

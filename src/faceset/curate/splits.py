@@ -115,7 +115,8 @@ def assign_splits(
         cur[s] += w
     rep.assigned_now = len(assign)
     rep.already_assigned = sum(1 for s in people.values() if s)
-    params = {"ratios": list(ratios), "seed": seed, "label": label, "per_person_cap": per_person_cap, "balance": balance}
+    params = {"ratios": list(ratios), "seed": seed, "label": label, "per_person_cap": per_person_cap,
+              "balance": balance}
     with c.tx():
         c.people.set_splits(assign)
         c.settings.put_json(SETTINGS_KEY, params)

@@ -2,10 +2,11 @@
 
 Three steps, so people can look before anything is deleted:
 
-* find: :func:`find_matches` embeds the selfie(s) and returns each workspace face within
-  ``threshold`` (distance between unit-normalised embeddings), plus the faces of any
-  person cluster whose centroid is within the tighter ``cluster_radius`` (recall from the
-  curated clusters without letting a loose cluster drag strangers in).
+* find: :func:`find_matches` embeds the selfie(s) (one or more) and sorts every workspace face with
+  :func:`faceset.curate.match.match` at the operating point for that number of selfies (chosen by
+  person-disjoint CV on identities_wild): ``certain`` (face-level and cluster-level evidence agree; erased
+  on ``--yes``) or ``review`` (close enough that a human must look: listed with its distances and on the
+  contact sheet, erased only when confirmed or with ``include_uncertain``).
 * plan: :func:`plan` turns the matches into an :class:`ErasurePlan` (pure data, what
   ``--dry-run`` prints): whole photos to erase where the person is the main subject or the
   only face (or every group shot, with ``drop_group_photos``), and in the other group shots
@@ -29,18 +30,17 @@ from typing import Callable
 import numpy as np
 
 from .. import imageio
+from ..curate import match as M
 from ..errors import NotFound, UsageError
 from ..workspace import Workspace
 from . import blocklist, redact
-from .blocklist import distances, unit
 from .redact import blur_boxes, purge_blocked, wipe_derived  # noqa: F401  (the API they had here)
 
-# Chosen on ../shared/data/identities by bench/forget.py (identity-disjoint 2-fold, UTKFace
-# distractors): see docs/privacy.md for the curve and the held-out numbers.
+# The blocklist radius (unit-normalised embeddings) of the template an erasure leaves behind.
 DEFAULT_THRESHOLD = 0.36
-# A cluster is only followed when its centroid is this close to the selfie: tighter than
-# the face threshold because one bad merge would otherwise erase a stranger.
+# Kept for callers of the previous find step; matching now uses curate.match's operating points.
 DEFAULT_CLUSTER_RADIUS = 0.30
+CERTAIN, REVIEW = M.CERTAIN, M.REVIEW
 
 
 class ForgetError(UsageError):
@@ -63,6 +63,9 @@ class Match:
     faces_in_image: int
     action: str  # erase_image | blur_face | drop_group_photo
     source_paths: list[str] = field(default_factory=list)
+    certainty: str = CERTAIN  # certain (erased on --yes) | review (erased only when confirmed)
+    rms: float | None = None  # RMS distance to all selfies
+    person_distance: float | None = None  # RMS distance from the selfies to every face of its person
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,6 +109,20 @@ class ForgetReport:
     contact_sheet: str | None = None  # wiped by the erasure itself (it shows the face)
     cancelled: bool = False
     plan: ErasurePlan | None = None
+    include_uncertain: bool = False  # the 'review' matches are erased too (confirmed, or --include-uncertain)
+    operating_point: dict = field(default_factory=dict)  # curate.match.MatchParams used
+
+    @property
+    def certain(self) -> list[Match]:
+        return [m for m in self.matches if m.certainty == CERTAIN]
+
+    @property
+    def review(self) -> list[Match]:
+        return [m for m in self.matches if m.certainty != CERTAIN]
+
+    @property
+    def to_erase(self) -> list[Match]:
+        return self.matches if self.include_uncertain else self.certain
 
     @property
     def images(self) -> list[int]:
@@ -116,6 +133,8 @@ class ForgetReport:
         d["plan"] = self.plan.to_dict() if self.plan is not None else None
         d["matched_faces"] = len(self.matches)
         d["matched_images"] = len(self.images)
+        d["certain_faces"] = len(self.certain)
+        d["review_faces"] = len(self.review)
         return d
 
 
@@ -150,60 +169,65 @@ def selfie_embeddings(selfies: list) -> np.ndarray:
 def _load_rgb(s, name: str) -> np.ndarray:
     if isinstance(s, np.ndarray):
         return s
+    try:  # the guarded reader (regular files only, size cap: a FIFO or /dev/zero link cannot hang or OOM us)
+        data = s if isinstance(s, bytes) else imageio.read_file(s)
+    except imageio.Rejected as e:
+        if e.code == "missing":
+            raise SelfieNotFound(f"{name}: no such file") from None
+        raise ForgetError(f"{name}: {e.reason}") from None
     try:
-        data = s if isinstance(s, bytes) else Path(s).read_bytes()
-    except FileNotFoundError:
-        raise SelfieNotFound(f"{name}: no such file") from None
-    except OSError as e:
-        raise ForgetError(f"{name}: cannot read ({e.strerror or e})") from None
-    try:
-        return imageio.decode(data, clean=False).rgb
+        rgb = imageio.decode(data, clean=False).rgb  # the shared pixel / aspect budget
     except imageio.Rejected as e:
         raise ForgetError(f"{name}: {e.reason}") from None
+    return imageio.work_copy(rgb)
+
+
+def _match_params(n_selfies: int, threshold: float | None, cluster_radius: float | None) -> M.MatchParams:
+    """The operating point for this many selfies; ``threshold`` / ``cluster_radius`` (when given) override its
+    face-level and cluster-level certain distances."""
+    p = M.params_for(n_selfies)
+    if threshold is not None:
+        p = p.with_(certain_face=_check_distance("threshold", threshold))
+    if cluster_radius is not None:
+        p = p.with_(certain_person=_check_distance("cluster_radius", cluster_radius))
+    return p
 
 
 def find_matches(
     ws: Workspace,
     selfies: list,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
     *,
-    cluster_radius: float = DEFAULT_CLUSTER_RADIUS,
+    cluster_radius: float | None = None,
     drop_group_photos: bool = False,
     selfie_emb: np.ndarray | None = None,
+    params: M.MatchParams | None = None,
 ) -> list[Match]:
-    """Every face of the selfie's person in the workspace, with what erasure will do to it."""
-    threshold = _check_distance("threshold", threshold)
-    cluster_radius = _check_distance("cluster_radius", cluster_radius)
-    q = unit(selfie_emb if selfie_emb is not None else selfie_embeddings(selfies))
+    """Every face that may be the selfies' person, ``certainty`` certain or review, with what erasure will
+    do to it. Evidence per face (curate/match.py): distance to the nearest selfie, RMS distance to all of
+    them, and the RMS distance from the selfies to the face's whole person cluster."""
+    if threshold is not None:
+        _check_distance("threshold", threshold)
+    if cluster_radius is not None:
+        _check_distance("cluster_radius", cluster_radius)
+    q = np.atleast_2d(selfie_emb if selfie_emb is not None else selfie_embeddings(selfies)).astype(np.float32)
+    p = params or _match_params(len(q), threshold, cluster_radius)
     c = ws.catalog
     ids, emb = c.faces.embeddings()
     if len(ids) == 0:
         return []
-    u = unit(emb)
-    d = distances(u, q).min(axis=1)
-    direct = np.flatnonzero(d <= threshold)
-    hit = {int(ids[k]): float(d[k]) for k in direct}
-    via = {i: "embedding" for i in hit}
-
-    # Cluster expansion, guarded twice: only through person clusters a direct match belongs to
-    # whose centroid sits within the tighter radius, and only to faces of that cluster within
-    # ``threshold`` of a direct match (one hop). Clusters chain look-alikes (bench: strangers
-    # 0.38-0.50 away sat in one person's cluster), so "the whole cluster" would erase them.
     person = c.faces.persons_of_embedded()
-    pid = np.array([person.get(int(i)) or 0 for i in ids])
-    touched = sorted({int(p) for p in pid[direct] if p})
-    for person_id, centroid in sorted(c.people.centroids(touched).items()):
-        if float(distances(unit(np.frombuffer(centroid, np.float32)), q).min()) > cluster_radius:
-            continue
-        members = np.flatnonzero(pid == person_id)
-        near = distances(u[members], u[direct]).min(axis=1) <= threshold
-        for k in members[near]:
-            if int(ids[k]) not in hit:
-                hit[int(ids[k])] = float(d[k])
-                via[int(ids[k])] = "cluster"
-    if not hit:
+    # unclustered faces are their own cluster (a negative label each), so they only carry face evidence
+    labels = np.array([person.get(int(i)) or -int(i) for i in ids], np.int64)
+    res = M.match(q, emb, labels, params=p)
+    picked = np.flatnonzero(res.cls != M.NONE)
+    if len(picked) == 0:
         return []
-
+    hit = {int(ids[k]): float(res.distance[k]) for k in picked}
+    ev = {int(ids[k]): (str(res.cls[k]), float(res.rms[k]), float(res.person[k])) for k in picked}
+    face_alone = {int(ids[k]) for k in picked if res.rms[k] <= (p.certain_face if res.cls[k] == M.CERTAIN
+                                                                  else p.review_face)}
+    via = {f: "embedding" if f in face_alone else "cluster" for f in hit}
     rows = c.faces.in_images(hit)
     paths = {iid: [original_path(f.kind, f.uri, f.path) for f in files]
              for iid, files in c.images.original_files({r.image_id for r in rows}).items()}
@@ -224,7 +248,8 @@ def find_matches(
         out.append(Match(
             face_id=r.face_id, image_id=iid, distance=round(hit[r.face_id], 4), via=via[r.face_id],
             person_id=r.person_id, is_main=r.is_main, faces_in_image=r.faces_in_image,
-            action=action, source_paths=paths.get(iid, []),
+            action=action, source_paths=paths.get(iid, []), certainty=ev[r.face_id][0],
+            rms=round(ev[r.face_id][1], 4), person_distance=round(ev[r.face_id][2], 4),
         ))
     return out
 
@@ -242,7 +267,8 @@ def original_path(kind: str, uri: str | None, path: str) -> str:
 
 
 def contact_sheet(ws: Workspace, matches: list[Match], out: Path, cols: int = 8, cell: int = 150) -> Path | None:
-    """The matched faces' chips in a grid, each with its distance and what erasure will do."""
+    """The matched faces' chips in a grid, each with its distance and what erasure will do; faces that need
+    review are framed red and marked "?"."""
     from PIL import Image, ImageDraw
 
     if not matches:
@@ -258,8 +284,11 @@ def contact_sheet(ws: Workspace, matches: list[Match], out: Path, cols: int = 8,
             with Image.open(io.BytesIO(ws.store.get(key))) as im:
                 sheet.paste(im.convert("RGB").resize((cell, cell)), (x, y))
         tag = {"erase_image": "erase", "blur_face": "blur", "drop_group_photo": "drop"}[m.action]
-        draw.text((x + 3, y + cell + 2), f"#{m.image_id} {m.distance:.2f}{'c' if m.via == 'cluster' else ''} {tag}",
-                  fill="black")
+        if m.certainty != CERTAIN:  # needs review: a red frame, and "?" before the distance
+            draw.rectangle([x, y, x + cell - 1, y + cell - 1], outline="red", width=3)
+        draw.text((x + 3, y + cell + 2),
+                  f"#{m.image_id} {'?' if m.certainty != CERTAIN else ''}{m.distance:.2f}"
+                  f"{'c' if m.via == 'cluster' else ''} {tag}", fill="red" if m.certainty != CERTAIN else "black")
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out, "PNG")
     return out
@@ -321,6 +350,9 @@ def apply(ws: Workspace, erasure: ErasurePlan, *, radius: float = DEFAULT_THRESH
                                      and blocklist.blocked_mask(ws, selfie_emb).all()):
             rep.blocklist_id = blocklist.add_template(ws, tmpl, radius)  # not again on a rerun
         n_blurred = sum(len(v) for v in erasure.hide_faces.values())
+        # the shredding plan commits with the deletes: a kill after this commit leaves it journalled,
+        # and the next forget / export / verify --repair (or scan) finishes it; `status` shows it meanwhile
+        redact.journal(ws, "forget", keys=doomed, derived=True)
         c.audit("forget", images_erased=gone.images, faces_erased=gone.faces, faces_blurred=n_blurred,
                 exports_stale=n_stale, people_deleted=n_people, blocklist_id=rep.blocklist_id)
 
@@ -330,8 +362,9 @@ def apply(ws: Workspace, erasure: ErasurePlan, *, radius: float = DEFAULT_THRESH
     rep.files_rows_deleted = gone.files_rows
     rep.people_deleted = n_people
     rep.exports_stale = n_stale
-    rep.store_objects_deleted = redact.shred(ws, doomed, gc=True)
-    rep.cache_files_deleted = redact.wipe_derived(ws)
+    done = redact.finish_erasures(ws)  # the journal: this erasure's plan and any an earlier run left
+    rep.store_objects_deleted = done.store_objects + redact.shred(ws, (), gc=True)
+    rep.cache_files_deleted = done.derived_files
     c.vacuum()
     return rep
 
@@ -357,27 +390,34 @@ def forget(
     *,
     dry_run: bool = False,
     drop_group_photos: bool = False,
-    threshold: float = DEFAULT_THRESHOLD,
-    cluster_radius: float = DEFAULT_CLUSTER_RADIUS,
+    threshold: float | None = None,
+    cluster_radius: float | None = None,
+    include_uncertain: bool = False,
     confirm: Callable[[ForgetReport], bool] | None = None,
     sheet: bool = True,
 ) -> ForgetReport:
     """Find the selfies' person and (unless ``dry_run``) erase them everywhere and block them.
 
-    ``confirm`` sees the matches (and the contact sheet) before anything is deleted; when it
-    returns False nothing changes and the report says ``cancelled``.
+    Matches are ``certain`` or ``review`` (see :func:`find_matches`); only the certain ones are erased unless
+    ``include_uncertain`` (or ``confirm`` sets ``report.include_uncertain``). ``confirm`` sees the matches
+    (and the contact sheet, which shows both kinds) before anything is deleted; when it returns False
+    nothing changes and the report says ``cancelled``. The plan is made from ``report.matches`` after
+    ``confirm``, so a confirm step may also narrow the matches down to what a person ticked.
+    ``threshold`` / ``cluster_radius`` override the operating point's certain distances (curate/match.py).
     """
     selfies = list(selfies)
-    threshold = _check_distance("threshold", threshold)
-    cluster_radius = _check_distance("cluster_radius", cluster_radius)
     q = selfie_embeddings(selfies)
+    p = _match_params(len(q), threshold, cluster_radius)
+    resumed = 0
     if not dry_run:
+        resumed = redact.finish_erasures(ws).store_objects  # what an interrupted erasure left: counted here
         purge_blocked(ws)
-    matches = find_matches(ws, selfies, threshold, cluster_radius=cluster_radius,
-                           drop_group_photos=drop_group_photos, selfie_emb=q)
-    rep = ForgetReport(selfies=len(selfies), threshold=threshold, cluster_radius=cluster_radius,
-                       matches=matches, dry_run=dry_run, plan=plan(matches),
-                       unscanned_images=ws.catalog.images.count_with_status("new"))
+    matches = find_matches(ws, selfies, drop_group_photos=drop_group_photos, selfie_emb=q, params=p)
+    radius = DEFAULT_THRESHOLD
+    rep = ForgetReport(selfies=len(selfies), threshold=p.certain_face, cluster_radius=p.certain_person,
+                       matches=matches, dry_run=dry_run, include_uncertain=include_uncertain,
+                       operating_point=asdict(p), unscanned_images=ws.catalog.images.count_with_status("new"))
+    rep.plan = plan(rep.to_erase)
     if sheet and matches and (dry_run or confirm is not None):
         out = ws.sheets_dir / f"forget-{time.strftime('%Y%m%d-%H%M%S')}.png"
         rep.contact_sheet = str(contact_sheet(ws, matches, out))
@@ -386,4 +426,7 @@ def forget(
     if confirm is not None and not confirm(rep):
         rep.cancelled = True
         return rep
-    return apply(ws, rep.plan, radius=threshold, selfie_emb=q, report=rep)
+    rep.plan = plan(rep.to_erase)
+    rep = apply(ws, rep.plan, radius=radius, selfie_emb=q, report=rep)
+    rep.store_objects_deleted += resumed
+    return rep
