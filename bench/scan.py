@@ -18,6 +18,11 @@ jobs' load, and the two sides run one after the other).
 
     python bench/scan.py                      # writes bench/results/scan.{json,md}
     python bench/scan.py --utk 100 --hard 10  # quicker
+    python bench/scan.py --quick              # a small sample -> bench/results/scan_quick.{json,md}
+    python bench/scan.py --detector cascade --verifier off   # the previous default, for comparison
+
+``--detector`` / ``--verifier`` are scan's options (default: scan's defaults). Faces the verifier calls
+not real are not counted as found. Without face_recognition installed the peer side is skipped.
 """
 
 from __future__ import annotations
@@ -127,7 +132,7 @@ def make_hard(out: Path, n: int) -> list[dict]:
 
 
 # -- the two sides (each in its own process) -----------------------------------------------------
-def run_faceset(items: list[dict], workers: int, tmp: Path) -> dict:
+def run_faceset(items: list[dict], workers: int, tmp: Path, opts: dict | None = None) -> dict:
     from faceset import init_workspace
     from faceset.ingest import ingest
     from faceset.scan import scan
@@ -145,12 +150,13 @@ def run_faceset(items: list[dict], workers: int, tmp: Path) -> dict:
     # every file must be in the catalog (byte-identical copies merge), or the comparison is unfair
     assert ing.n_rejected == 0 and n_images + ing.duplicates == len(items), ing.to_dict()
     t = time.perf_counter()
-    rep = scan(ws, workers=workers, progress=False)
+    rep = scan(ws, workers=workers, progress=False, **(opts or {}))
     dt = time.perf_counter() - t
     assert rep.scanned == n_images and rep.errors == 0, rep.to_dict()
     img_of = {r["path"]: r["image_id"] for r in ws.catalog.q("SELECT path, image_id FROM files")}
     boxes: dict[int, list] = {}
-    for r in ws.catalog.q("SELECT image_id, x, y, w, h FROM faces ORDER BY image_id, idx"):
+    for r in ws.catalog.q("SELECT image_id, x, y, w, h FROM faces WHERE status != 'not_real_face' "
+                          "ORDER BY image_id, idx"):
         boxes.setdefault(r["image_id"], []).append([r["x"], r["y"], r["w"], r["h"]])
     return {"seconds": dt, "ingest_seconds": t_ingest, "images": n_images, "report": rep.to_dict(),
             "boxes": {it["path"]: boxes.get(img_of.get(it["path"]), []) for it in items}}
@@ -192,19 +198,20 @@ def run_peer(items: list[dict], workers: int, tmp: Path) -> dict:
     return {"seconds": time.perf_counter() - t, "images": len(items), "boxes": res}
 
 
-def child(side: str, manifest: Path, workers: int, out: Path) -> None:
+def child(side: str, manifest: Path, workers: int, out: Path, opts: dict | None = None) -> None:
     items = json.loads(manifest.read_text())
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-scan-{side}-"))
-    r = run_faceset(items, workers, tmp) if side == "faceset" else run_peer(items, workers, tmp)
+    r = run_faceset(items, workers, tmp, opts) if side == "faceset" else run_peer(items, workers, tmp)
     out.write_text(json.dumps(r))
 
 
-def run_side(side: str, manifest: Path, workers: int, tmp: Path) -> dict:
+def run_side(side: str, manifest: Path, workers: int, tmp: Path, opts: dict | None = None) -> dict:
     import psutil
 
     out = tmp / f"{side}.json"
+    extra = [x for k, v in (opts or {}).items() for x in (f"--{k}", v)]
     p = subprocess.Popen([sys.executable, __file__, "--child", side, "--manifest", str(manifest),
-                          "--workers", str(workers), "--out", str(out)])
+                          "--workers", str(workers), "--out", str(out), *extra])
     proc, peak = psutil.Process(p.pid), 0
     cpu: dict[int, float] = {}  # pid -> last seen user+system seconds (wall time moves with the machine's load)
     while p.poll() is None:
@@ -280,15 +287,28 @@ def score(items: list[dict], boxes: dict) -> dict:
     return s
 
 
-def compare(name: str, items: list[dict], workers: int, tmp: Path) -> dict:
+def _have_peer() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("face_recognition") is not None
+
+
+def compare(name: str, items: list[dict], workers: int, tmp: Path, opts: dict | None = None) -> dict:
     man = tmp / f"{name}.json"
     man.write_text(json.dumps(items))
-    fs = run_side("faceset", man, workers, tmp)
-    peer = run_side("face_recognition", man, workers, tmp)
+    fs = run_side("faceset", man, workers, tmp, opts)
     by_sub: dict = {}
     for it in items:
         by_sub[it["subset"]] = by_sub.get(it["subset"], 0) + 1
-    fs_ips, peer_ips = len(items) / fs["seconds"], len(items) / peer["seconds"]
+    fs_ips = len(items) / fs["seconds"]
+    if not _have_peer():  # `make bench-env` installs it
+        return {"images": len(items), "by_subset": by_sub, "peer_skipped": "face_recognition not installed",
+                "faceset": {"seconds": round(fs["seconds"], 2), "images_per_s": round(fs_ips, 2),
+                            "peak_rss_mb": fs["peak_rss_mb"], "cpu_seconds": fs["cpu_seconds"],
+                            "stage_cpu_seconds": fs["report"]["stage_seconds"], "faces": fs["report"]["faces"],
+                            "not_real": fs["report"].get("not_real", 0), "quality": score(items, fs["boxes"])}}
+    peer = run_side("face_recognition", man, workers, tmp)
+    peer_ips = len(items) / peer["seconds"]
     return {
         "images": len(items), "by_subset": by_sub,
         "faceset": {"seconds": round(fs["seconds"], 2), "images_per_s": round(fs_ips, 2),
@@ -312,28 +332,60 @@ def main() -> None:
     ap.add_argument("--child")
     ap.add_argument("--manifest", type=Path)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--detector", default=None, help="scan's detector (default: scan's default)")
+    ap.add_argument("--verifier", default=None, help="scan's real-face verifier (default: scan's default)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a small sample (every 4th portrait, every 8th nonface, 20 utk, 3 hard, 2 camera)")
     a = ap.parse_args()
+    opts = {k: v for k, v in (("detector", a.detector), ("verifier", a.verifier)) if v}
     if a.child:
-        return child(a.child, a.manifest, a.workers, a.out)
+        return child(a.child, a.manifest, a.workers, a.out, opts)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     tmp = Path(tempfile.mkdtemp(prefix="bench-scan-"))
-    sets = {"shared data": build_set(tmp, a.utk, a.hard)}
+    if a.quick:
+        a.utk, a.hard, a.camera = min(a.utk, 20), min(a.hard, 3), min(a.camera, 2)
+    items = build_set(tmp, a.utk, a.hard)
+    if a.quick:
+        items = ([it for it in items if it["subset"] == "identities"][::4]
+                 + [it for it in items if it["subset"] == "groups"]
+                 + [it for it in items if it["subset"] == "nonface"][::8]
+                 + [it for it in items if it["subset"] not in ("identities", "groups", "nonface")])
+    sets = {"shared data": items}
     if a.camera:
         sets["camera-size photos"] = make_camera(tmp / "camera", a.camera)
+    from faceset.scan import pipeline
+
     res = {"command": "python bench/scan.py" + "".join(f" {x}" for x in sys.argv[1:]),
            "machine": {"cpus": os.cpu_count(), "workers": a.workers, "python": platform.python_version()},
-           "sets": {k: compare(k, v, a.workers, tmp) for k, v in sets.items()}}
+           "detector": opts.get("detector", pipeline.DEFAULT_DETECTOR),
+           "verifier": opts.get("verifier", pipeline.DEFAULT_VERIFIER),
+           "sets": {k: compare(k, v, a.workers, tmp, opts) for k, v in sets.items()}}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "scan.json").write_text(json.dumps(res, indent=2) + "\n")
-    (OUT / "scan.md").write_text(to_md(res))
+    stem = "scan_quick" if a.quick else "scan"
+    (OUT / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (OUT / f"{stem}.md").write_text(to_md(res))
     print(to_md(res))
 
 
 def to_md(res: dict) -> str:
     L = [f"# Scan: faceset vs face_recognition 1.3.0 (same images, {res['machine']['workers']} worker processes each)",
-         "", f"`{res['command']}` ({res['machine']['cpus']} CPUs)", ""]
+         "", f"`{res['command']}` ({res['machine']['cpus']} CPUs); faceset detector "
+         f"{res.get('detector', 'cascade')}, verifier {res.get('verifier', 'off')}", ""]
     for name, r in res["sets"].items():
-        fs, pe = r["faceset"], r["face_recognition"]
+        fs = r["faceset"]
+        if "face_recognition" not in r:  # peer skipped
+            L += [f"## {name}: {r['images']} images {r['by_subset']} (peer skipped: {r['peer_skipped']})", "",
+                  "| | faceset |", "|---|---:|", f"| images/s | {fs['images_per_s']} |",
+                  f"| wall seconds | {fs['seconds']} |", f"| CPU seconds, all processes | {fs['cpu_seconds']} |",
+                  f"| peak RSS, all processes (MB) | {fs['peak_rss_mb']} |",
+                  f"| faces stored / not real | {fs['faces']} / {fs.get('not_real', 0)} |"]
+            for k, v in fs["quality"].items():
+                L.append(f"| {k} | {v['found']}/{v['of']} ({v['rate']:.1%}) |" if isinstance(v, dict) and "rate" in v
+                         else f"| {k} | {v} |")
+            L += ["", "faceset worker seconds by stage (wall time inside the workers, summed): "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in fs["stage_cpu_seconds"].items()), ""]
+            continue
+        pe = r["face_recognition"]
         L += [f"## {name}: {r['images']} images {r['by_subset']}", "",
               "| | faceset | face_recognition | faceset / peer |", "|---|---:|---:|---:|",
               f"| images/s | {fs['images_per_s']} | {pe['images_per_s']} | {r['speed_ratio']}x |",
@@ -344,7 +396,8 @@ def to_md(res: dict) -> str:
         for k, v in fs["quality"].items():
             p = pe["quality"][k]
             if isinstance(v, dict) and "rate" in v:
-                L.append(f"| {k} | {v['found']}/{v['of']} ({v['rate']:.1%}) | {p['found']}/{p['of']} ({p['rate']:.1%}) | |")
+                L.append(f"| {k} | {v['found']}/{v['of']} ({v['rate']:.1%}) "
+                         f"| {p['found']}/{p['of']} ({p['rate']:.1%}) | |")
             else:
                 L.append(f"| {k} | {v} | {p} | |")
         L += ["", "faceset worker seconds by stage (wall time inside the workers, summed): "

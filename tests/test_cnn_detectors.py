@@ -192,3 +192,83 @@ def test_every_shipped_weight_file_loads_with_consistent_dimensions():
         assert v.n_features == sum(verify.BLOCK_DIMS[b] for b in v.blocks)
         assert "real" in v.classes and 0.0 < v.threshold < 1.0 and f.stat().st_size < 2_000_000
         assert set(v.classes) <= set(verify.KINDS)
+
+
+# -- the scan pipeline with the detector / verifier options (W_detect, issue #11) ----------------------
+@pytest.mark.parametrize("name", ["cascade", *_detectors()])
+def test_analyze_with_each_detector_finds_the_portrait(portrait, name):
+    from faceset.scan import analyze
+
+    faces = analyze(portrait, detector=name, verifier="fast")
+    assert len(faces) == 1
+    f = faces[0]
+    assert f.is_main and f.status == "ok" and f.kind == "real" and 0 < f.p_real <= 1
+    assert f.landmarks.shape == (5, 2) and f.chip.shape == (150, 150, 3) and f.crop.shape == (224, 224, 3)
+    assert abs(f.quality["yaw"]) < 25  # a frontal portrait
+    if name != "cascade":
+        assert f.detector == name
+
+
+def test_unknown_detector_or_verifier_is_a_usage_error(portrait):
+    from faceset.errors import UsageError
+    from faceset.scan import analyze, detect
+
+    with pytest.raises(UsageError, match="detector"):
+        analyze(portrait, detector="mtcnn")
+    with pytest.raises(UsageError, match="verifier"):
+        detect([], verifier="maybe")
+
+
+def test_options_travel_with_each_task_and_results_repeat(data_dir):
+    """Engines ship (image_id, src, options): a worker runs exactly what scan asked, the same every time."""
+    from faceset.scan.pipeline import process
+
+    src = str(data_dir / "identities" / "barack_obama" / "obama.jpg")
+    a = process((7, src, {"detector": "centerface", "verifier": "fast"}))
+    b = process((7, src, {"detector": "centerface", "verifier": "fast"}))
+    c = process((7, src, {"detector": "cascade", "verifier": "off"}))
+    assert a["status"] == "ok" and a["faces"][0]["detector"] == "centerface"
+    assert [f["box"] for f in a["faces"]] == [f["box"] for f in b["faces"]]
+    assert a["faces"][0]["embedding"] == b["faces"][0]["embedding"]
+    assert c["faces"][0]["detector"] != "centerface" and c["faces"][0]["p_real"] == 1.0
+    old = process((7, src))  # a two-element task (older callers): the defaults
+    assert old["faces"][0]["box"] == a["faces"][0]["box"]
+
+
+def test_yaw_follows_the_nose_and_flips_with_a_mirror(portrait):
+    from faceset.scan import analyze
+    from faceset.scan.quality import yaw_degrees
+
+    frontal = np.array([[60.0, 50], [50, 50], [30, 50], [40, 50], [45, 70]])
+    assert abs(yaw_degrees(frontal)) < 1
+    turned = frontal.copy()
+    turned[4, 0] += 8
+    assert abs(yaw_degrees(turned)) > 20
+    f = analyze(portrait)[0]
+    g = analyze(np.ascontiguousarray(portrait[:, ::-1]))[0]
+    assert abs(f.quality["yaw"] + g.quality["yaw"]) < 6  # mirrored face: same turn, other way
+
+
+def test_detect_lists_not_real_faces_apart(data_dir):
+    from faceset.scan import detect
+
+    dog = data_dir / "nonface" / "pets" / "dog.4008.jpg"  # CenterFace fires on the dog; the verifier says no
+    person = data_dir / "identities" / "barack_obama" / "obama.jpg"
+    d, p = detect([dog, person])
+    assert d["faces"] == [] and d["rejected"].startswith("no real human face")
+    assert d["not_real"] and d["not_real"][0]["kind"] != "real"
+    assert p["rejected"] is None and len(p["faces"]) == 1 and "yaw" in p["faces"][0]
+    off = detect([dog], verifier="off")[0]
+    assert off["faces"] and off["rejected"] is None
+
+
+def test_auto_verifier_decides_like_full(data_dir, portrait):
+    """'auto' (the default) runs MobileNet only where the fast head is unsure; its verdicts match 'full'."""
+    pytest.importorskip("torch")
+    from faceset.scan import analyze
+
+    for rgb in (portrait, _rgb(data_dir / "nonface" / "pets" / "dog.4008.jpg"),
+                _rgb(data_dir / "nonface" / "memes" / "ants.jpg")):
+        auto = [(f.status, f.kind) for f in analyze(rgb, verifier="auto")]
+        full = [(f.status, f.kind) for f in analyze(rgb, verifier="full")]
+        assert [s for s, _ in auto] == [s for s, _ in full]

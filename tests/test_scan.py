@@ -128,7 +128,8 @@ def test_nonface_rejected_and_no_face_status(ws, data_dir):
     rep = scan(ws, workers=2, progress=False)
     assert rep.scanned == len(neg) + len(pos) and rep.errors == 0
     ids = {r["path"].split("/")[-1]: r["image_id"] for r in ws.catalog.q("SELECT path, image_id FROM files")}
-    st = {r["id"]: (r["status"], r["status_reason"]) for r in ws.catalog.q("SELECT id, status, status_reason FROM images")}
+    st = {r["id"]: (r["status"], r["status_reason"])
+          for r in ws.catalog.q("SELECT id, status, status_reason FROM images")}
     false_acc = [r["file"] for r in neg if st[ids[r["file"].split("/")[-1]]][0] != "no_face"]
     assert len(false_acc) <= max(1, round(0.02 * len(neg))), false_acc   # goal: >= 98% rejected
     kept = [r for r in pos if st[ids[r["file"].split("/")[-1]]][0] == "ok"]
@@ -175,9 +176,9 @@ def test_blocklisted_person_is_not_stored(ws, sws, data_dir):
     rows = sws.catalog.q("SELECT f.embedding FROM faces f JOIN labels l ON l.image_id=f.image_id "
                          "WHERE l.value='john_salley' AND f.is_main=1")
     emb = np.frombuffer(b"".join(r["embedding"] for r in rows), np.float32).reshape(-1, 128)
-    add_template(ws, emb[:3], radius=0.5)
     _ingest(ws, sorted((data_dir / "identities" / "john_salley").glob("*.jpg"))[3:6]
             + sorted((data_dir / "identities" / "george_clooney").glob("*.jpg"))[:1])
+    add_template(ws, emb[:3], radius=0.5)  # after ingest (which now stops blocked photos itself, #15)
     stored = {r[0] for r in ws.catalog.q("SELECT store_key FROM images")}
     rep = scan(ws, workers=1, progress=False)
     assert rep.blocked == 3 and rep.ok == 1
@@ -212,3 +213,27 @@ def test_scanned_ws_copy_is_independent(scanned_ws, tmp_path):
         assert w.catalog.scalar("SELECT COUNT(*) FROM faces") > 0
     finally:
         w.close()
+
+
+def test_not_real_faces_are_kept_marked_and_left_out(ws, data_dir, tmp_path):
+    """A face the verifier rejects stays in the catalog (status not_real_face, its kind), its photo
+    becomes no_face with a reason, it is on the rejected contact sheet and out of datasets."""
+    from faceset.catalog.selection import FACE_RULES, IMAGE_RULES
+    from faceset.scan import scan
+    from faceset.sheets import contact_sheets
+
+    dog = data_dir / "nonface" / "pets" / "dog.4008.jpg"
+    _ingest(ws, [dog, data_dir / "identities" / "barack_obama" / "obama.jpg"])
+    rep = scan(ws, workers=1, progress=False)
+    assert rep.scanned == 2 and rep.ok == 1 and rep.no_face == 1 and rep.not_real >= 1
+    rows = ws.catalog.q("SELECT f.status, f.kind, f.p_real, i.status AS ist, i.status_reason FROM faces f "
+                        "JOIN images i ON i.id=f.image_id ORDER BY f.p_real")
+    fake, real = rows[0], rows[-1]
+    assert fake["status"] == "not_real_face" and fake["kind"] not in (None, "real") and fake["p_real"] < real["p_real"]
+    assert fake["ist"] == "no_face" and fake["status_reason"].startswith("no real human face")
+    assert real["status"] == "ok" and real["kind"] == "real" and real["ist"] == "ok"
+    assert any(r.code == "not_real_face" for r in FACE_RULES) and any(r.code == "not_real_face" for r in IMAGE_RULES)
+    sheets = contact_sheets(ws, out=tmp_path / "sheets", kinds=("rejected",))
+    assert sheets.counts["rejected"] >= 2  # the photo (no_face) and its not-real face chip
+    d = json.loads(ws.catalog.q("SELECT details FROM audit WHERE action='scan'")[-1]["details"])
+    assert d["detector"] == "centerface" and d["not_real"] >= 1

@@ -60,8 +60,12 @@ def _items(ws: Workspace, kind: str, limit: int):
     if kind == "low_quality":
         return [(ws.store.get(f.chip_key), f"#{f.image_id} {f.size:.0f}px b={f.blur:.0f}")
                 for f in c.faces.sheet_chips("low_quality", limit)]
-    return [(ws.store.get(im.store_key), f"#{im.id} {im.status_reason or im.status}")
-            for im in c.images.unusable(limit)]
+    items = [(ws.store.get(im.store_key), f"#{im.id} {im.status_reason or im.status}")
+             for im in c.images.unusable(limit)]
+    # faces the real-face verifier rejected (kept in the catalog, left out of datasets), with their kind
+    items += [(ws.store.get(f.chip_key), f"#{f.image_id} not real: {f.kind}")
+              for f in c.faces.not_real(max(0, limit - len(items)))]
+    return items
 
 
 def contact_sheets(ws: Workspace, *, out: str | Path | None = None, kinds=KINDS, limit: int = 200,

@@ -1,4 +1,7 @@
-"""The dlib detectors, landmark predictor and embedder, loaded once per process (workers load their own on first use)."""
+"""The dlib detectors, landmark predictor and embedder, loaded once per process.
+
+Workers load their own on first use.
+"""
 
 from __future__ import annotations
 

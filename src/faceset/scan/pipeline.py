@@ -10,17 +10,89 @@ import io
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from .. import imageio
 from ..imageio import encode_jpeg, encode_png
 from . import align, cascade, quality
-from .embed import embed_chips, worker_threads
+from .embed import _torch_ok, embed_chips, worker_threads
 
 DECODE_SIDE = 1600   # JPEG draft decoding keeps at least this long side (chips need face resolution)
+
+# -- detection (issue #11) --------------------------------------------------------------------
+# ``centerface`` / ``yunet``: CNN detectors (scan/cnn_detectors.py) with dlib-convention landmarks
+# from dlib's predictor in the CNN box (chips stay compatible with the dlib ResNet); ``cascade``: the
+# dlib HOG/MMOD cascade (scan/cascade.py). Numbers behind the default: bench/results/detect_cv.md.
+DETECTORS = ("centerface", "yunet", "cascade")
+DEFAULT_DETECTOR = "centerface"
+CNN_THRESHOLD = 0.5
+# The real-human-face verifier (scan/verify.py): 'full' = embedding + chip statistics + MobileNetV2 crop
+# features (~34 ms/face on one CPU core), 'fast' = embedding + chip statistics (~1 ms/face), 'auto' = 'fast'
+# first, 'full' only for faces 'fast' gives P(real) < AUTO_SURE; 'off'. Without torch, full/auto run 'fast'.
+# 'auto' is the default: on tests/test_scan.py's nonface sample 'fast' lets 2/24 pets/memes through (goal
+# <= 1), 'full' 0/24; held-out CV (bench/results/face_verifier.md) no-face rejected 87.8% full vs 86.7% fast,
+# portraits 100% vs 99.6%. On 260 CenterFace faces (identities, groups, nonface) 'auto' at 0.5 ran MobileNet
+# on 52 and decided every face as 'full' did (first disagreement below a cut of 0.2).
+VERIFIERS = ("auto", "full", "fast", "off")
+DEFAULT_VERIFIER = "auto"
+AUTO_SURE = 0.5
+NOT_REAL = "not_real_face"
+
+
+def check_options(detector: str, verifier: str) -> None:
+    from ..errors import UsageError
+
+    if detector not in DETECTORS:
+        raise UsageError(f"unknown detector {detector!r}: choose one of {', '.join(DETECTORS)}")
+    if verifier not in VERIFIERS:
+        raise UsageError(f"unknown verifier {verifier!r}: choose one of {', '.join(VERIFIERS)}")
+
+
+def find(rgb: np.ndarray, detector: str = DEFAULT_DETECTOR) -> list[cascade.Det]:
+    """Faces with dlib-convention landmarks, by the named detector."""
+    if detector == "cascade":
+        return cascade.find_faces(rgb)
+    from .cnn_detectors import find_faces_cnn
+
+    return find_faces_cnn(rgb, detector=detector, threshold=CNN_THRESHOLD)
+
+
+def _verify(verifier: str, chips: list, crops: list, embs) -> list[tuple[bool, str, float]]:
+    """(real, kind, P(real)) per face; everything real when the verifier is off."""
+    if verifier == "off" or embs is None or not len(chips):
+        return [(True, "real", 1.0)] * len(chips)
+    from . import verify
+
+    if verifier in ("full", "auto") and not _torch_ok():
+        verifier = "fast"
+    todo = list(range(len(chips)))
+    out: list = [None] * len(chips)
+    if verifier in ("fast", "auto"):
+        v = verify.load(str(verify.WEIGHTS_FAST))
+        X = np.stack([verify.face_features(c, None, e, v.blocks) for c, e in zip(chips, embs)])
+        for i, r in enumerate(v.predict(X)):
+            out[i] = r
+        if verifier == "fast":
+            return out
+        todo = [i for i in todo if out[i][2] < AUTO_SURE]  # only faces 'fast' is unsure about
+        if not todo:
+            return out
+    v = verify.load()
+    mob = None
+    if "mobilenet" in v.blocks:
+        if any(crops[i] is None for i in todo):
+            raise ValueError("the full verifier needs the 224 px crops")
+        mob = verify.mobilenet_features([crops[i] for i in todo])
+    X = np.stack([verify.face_features(chips[i], crops[i], embs[i], v.blocks, None if mob is None else mob[j])
+                  for j, i in enumerate(todo)])
+    for i, r in zip(todo, v.predict(X)):
+        out[i] = r
+    return out
 
 
 @dataclass
@@ -34,12 +106,15 @@ class FaceResult:
     quality: dict
     is_main: bool = False
     detector: str = ""
-    status: str = "ok"                           # ok | low_quality
+    status: str = "ok"                           # ok | low_quality | not_real_face
+    kind: str = "real"                           # verifier's verdict: real | cartoon | painting | ...
+    p_real: float = 1.0                          # verifier's P(real) (1.0 when it is off)
 
     def to_dict(self) -> dict:
         return {"box": [round(v, 1) for v in self.box], "score": round(self.score, 4),
                 "landmarks": np.round(self.landmarks, 1).tolist(), "quality": self.quality,
-                "is_main": self.is_main, "detector": self.detector, "status": self.status}
+                "is_main": self.is_main, "detector": self.detector, "status": self.status,
+                "kind": self.kind, "p_real": round(self.p_real, 4)}
 
 
 def prominence(box_xywh, shape) -> float:
@@ -52,33 +127,55 @@ def prominence(box_xywh, shape) -> float:
     return math.sqrt(max(w * h, 0.0)) * (1.0 - 0.5 * d)
 
 
-def analyze_rgb(rgb: np.ndarray, *, embed: bool = True, crops: bool = True,
-                timings: dict | None = None) -> list[FaceResult]:
+def analyze_rgb(rgb: np.ndarray, *, embed: bool = True, crops: bool = True, timings: dict | None = None,
+                detector: str = DEFAULT_DETECTOR, verifier: str = DEFAULT_VERIFIER) -> list[FaceResult]:
+    """Every face, main subject first. Faces the verifier calls not real keep status 'not_real_face'.
+
+    The verifier needs the embedding (and, for 'full', the crops): with ``embed=False`` it is off.
+    """
     t0 = time.perf_counter()
-    dets = cascade.find_faces(rgb)
+    dets = find(rgb, detector)
     t1 = time.perf_counter()
     if not dets:
         _add(timings, detect=t1 - t0)
         return []
     shapes = [align.shape_of(d.landmarks, d.box) for d in dets]
     chips = align.chips(rgb, shapes, align.CHIP_SIZE, align.CHIP_PADDING)
-    big = align.chips(rgb, shapes, align.CROP_SIZE, align.CROP_PADDING) if crops else [None] * len(dets)
+    need_crops = crops or (embed and verifier in ("full", "auto"))
+    big = align.chips(rgb, shapes, align.CROP_SIZE, align.CROP_PADDING) if need_crops else [None] * len(dets)
     t2 = time.perf_counter()
     embs = embed_chips(chips) if embed else None
     t3 = time.perf_counter()
+    verdicts = _verify(verifier if embed else "off", chips, big, embs)
+    t4 = time.perf_counter()
     out = []
     for i, (d, chip, crop) in enumerate(zip(dets, chips, big)):
         l, t, r, b = (float(v) for v in d.box)
         q = quality.measure(chip, (r - l, b - t), d.landmarks)
+        real, kind, p = verdicts[i]
         out.append(FaceResult((l, t, r - l, b - t), float(d.score), d.landmarks.astype(np.float64),
-                              None if embs is None else embs[i], chip, crop, q,
-                              detector=d.detector, status=quality.status(q)))
-    # main subject: most prominent face, preferring faces that are not low quality
-    best = max(range(len(out)), key=lambda i: (out[i].status == "ok", prominence(out[i].box, rgb.shape)))
+                              None if embs is None else embs[i], chip, crop if crops else None, q,
+                              detector=d.detector, status=quality.status(q) if real else NOT_REAL,
+                              kind=kind, p_real=p))
+    # main subject: most prominent face, preferring real faces, then faces that are not low quality
+    best = max(range(len(out)), key=lambda i: (out[i].status != NOT_REAL, out[i].status == "ok",
+                                               prominence(out[i].box, rgb.shape)))
     out[best].is_main = True
     out.sort(key=lambda f: (not f.is_main, -prominence(f.box, rgb.shape)))
-    _add(timings, detect=t1 - t0, align=t2 - t1, embed=t3 - t2, quality=time.perf_counter() - t3)
+    _add(timings, detect=t1 - t0, align=t2 - t1, embed=t3 - t2, verify=t4 - t3,
+         quality=time.perf_counter() - t4)
     return out
+
+
+def no_face_reason(faces: list[FaceResult] | list[dict]) -> str | None:
+    """Why an image has no usable face (None when one is real): no detection, or only not-real ones."""
+    if not faces:
+        return "no human face found"
+    kinds = [f.kind if isinstance(f, FaceResult) else f["kind"] for f in faces]
+    stats = [f.status if isinstance(f, FaceResult) else f["status"] for f in faces]
+    if all(s == NOT_REAL for s in stats):
+        return "no real human face: " + ", ".join(sorted(set(kinds)))
+    return None
 
 
 def _add(timings: dict | None, **kw) -> None:
@@ -87,20 +184,35 @@ def _add(timings: dict | None, **kw) -> None:
             timings[k] = timings.get(k, 0.0) + v
 
 
-def decode(src: bytes | str | Path, max_side: int = DECODE_SIDE) -> tuple[np.ndarray, float]:
-    """Decode once to RGB; big JPEGs use draft mode (DCT scaling). Returns (rgb, original/decoded scale)."""
-    f = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else open(src, "rb")
-    with f, Image.open(f) as im:
-        W, H = im.size
-        if im.format == "JPEG" and max(W, H) > max_side:
-            k = max_side / max(W, H)
-            im.draft("RGB", (math.ceil(W * k), math.ceil(H * k)))
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            rgba = im.convert("RGBA")
-            bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            rgb = np.asarray(Image.alpha_composite(bg, rgba).convert("RGB"))
-        else:
-            rgb = np.asarray(im.convert("RGB"))
+def decode(src: bytes | str | Path, max_side: int = DECODE_SIDE, *,
+           max_pixels: int | None = imageio.DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, float]:
+    """Decode once to RGB; big JPEGs use draft mode (DCT scaling). Returns (rgb, original/decoded scale).
+
+    The shared budget (``imageio.check_dims``: pixels and aspect ratio, from the header, before any pixel is
+    decoded; raises ``imageio.Rejected``), then the copy is at most ``imageio.WORK_MAX_SIDE`` on its long side,
+    so detection's working copies stay bounded whatever the input. ``max_pixels=None`` (scan's stored copies,
+    which passed ingest's own ``--max-pixels``): only the aspect cap applies.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: our budget decides, never printed raw
+        f = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else open(src, "rb")
+        with f, Image.open(f) as im:
+            W, H = im.size
+            imageio.check_dims(W, H, min_side=1, max_pixels=W * H if max_pixels is None else max_pixels)
+            if im.format == "JPEG" and max(W, H) > max_side:
+                k = max_side / max(W, H)
+                im.draft("RGB", (math.ceil(W * k), math.ceil(H * k)))
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                rgba = im.convert("RGBA")
+                bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                out = Image.alpha_composite(bg, rgba).convert("RGB")
+            else:
+                out = im.convert("RGB")
+            w, h = out.size
+            s = imageio.work_scale(w, h)
+            if s < 1.0:
+                out = out.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BOX)
+            rgb = np.asarray(out)
     return rgb, W / rgb.shape[1]
 
 
@@ -108,18 +220,28 @@ _WORKER_READY = False
 
 
 def process(task: tuple) -> dict:
-    """Worker entry point: (image_id, path-or-bytes) -> plain result dict (never raises)."""
+    """Worker entry point: (image_id, path-or-bytes[, options]) -> plain result dict (never raises).
+
+    ``options`` (a dict shipped with each task, so every engine runs the same settings):
+    ``detector`` and ``verifier`` as in :func:`analyze_rgb`.
+    """
     global _WORKER_READY
     if not _WORKER_READY:
         worker_threads(1)
         _WORKER_READY = True
-    image_id, src = task
+    image_id, src, *rest = task
+    opts = rest[0] if rest else {}
+    detector = opts.get("detector", DEFAULT_DETECTOR)
+    verifier = opts.get("verifier", DEFAULT_VERIFIER)
     timings: dict = {}
     t0 = time.perf_counter()
     try:
-        rgb, k = decode(src)
+        rgb, k = decode(src, max_pixels=None)  # a stored copy: it passed ingest's --max-pixels already
         timings["decode"] = time.perf_counter() - t0
-        faces = analyze_rgb(rgb, timings=timings)
+        faces = analyze_rgb(rgb, timings=timings, detector=detector, verifier=verifier)
+    except imageio.Rejected as r:  # over the shared pixel / aspect budget (imageio.check_dims)
+        return {"image_id": image_id, "status": "error", "reason": f"{r.code}: {r.reason}"[:300],
+                "faces": [], "timings": timings}
     except Exception as e:  # one bad image must not stop the batch
         return {"image_id": image_id, "status": "error", "reason": f"{type(e).__name__}: {e}"[:300],
                 "faces": [], "timings": timings}
@@ -131,11 +253,13 @@ def process(task: tuple) -> dict:
         recs.append({
             "box": [x, y, w, h], "score": f.score, "detector": f.detector,
             "landmarks": json.dumps(np.round(f.landmarks * k, 2).tolist()),
-            "quality": q, "status": quality.status(q),
+            "quality": q, "status": quality.status(q) if f.status != NOT_REAL else NOT_REAL,
+            "kind": f.kind, "p_real": f.p_real,
             "is_main": f.is_main,
             "embedding": f.embedding.astype(np.float32).tobytes(),
             "chip": encode_png(f.chip), "crop": encode_jpeg(f.crop),
         })
     timings["encode"] = time.perf_counter() - t1
-    return {"image_id": image_id, "status": "ok" if recs else "no_face",
-            "reason": None if recs else "no human face found", "faces": recs, "timings": timings}
+    reason = no_face_reason(recs)
+    return {"image_id": image_id, "status": "no_face" if reason else "ok",
+            "reason": reason, "faces": recs, "timings": timings}
