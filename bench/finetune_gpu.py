@@ -8,7 +8,9 @@ resized to 224 px (no detector: the chips are already aligned faces, and the GPU
 Split: identity-disjoint by exact bytes, the same rule as faceset's labelled-folder loader.
 Training: faceset.train.finetune.fit (augmentation on the device, channels_last + bf16 autocast on CUDA).
 Peer in the same run: the classic retrain (frozen features + the same head) on the same split; the table
-reports fine-tuned / frozen accuracy and training images/s.
+reports fine-tuned / frozen accuracy, and training images/s end to end (sampling, augmentation, copies,
+forward, backward, step) against the model-only rate (forward + backward + step on one batch already on
+the device, `faceset.train.finetune.model_only_rate`) in the same run: goal end to end >= 80% of model-only.
 Writes bench/results/finetune_gpu{,_quick}.{json,md}.
 """
 
@@ -70,7 +72,7 @@ def main() -> None:
     from faceset.train.artifact import Head
     from faceset.train.backbones import create
     from faceset.train.features import Preprocess, crop_features
-    from faceset.train.finetune import device, fit
+    from faceset.train.finetune import device, fit, model_only_rate
     from faceset.train.train import fit_head
 
     limit, epochs, batch = (384, 1, 32) if args.quick else (None, args.epochs, args.batch)
@@ -93,6 +95,8 @@ def main() -> None:
     head = Head(bb.dim, 2)
     head.load_state_dict(frozen_head.state_dict())  # linear probe, then fine-tune (LP-FT)
     xt = torch.from_numpy(x)
+    pre = Preprocess(bb.size, bb.mean, bb.std)
+    model_only = model_only_rate(bb.net, head, pre, xt[tr][:batch], steps=3 if args.quick else 30)
     stats = fit(bb.net, head, Preprocess(bb.size, bb.mean, bb.std), xt[tr], torch.from_numpy(y[tr]), xt[va],
                 torch.from_numpy(y[va]), epochs=epochs, batch=batch, lr=3e-4 if not args.quick else 1e-4,
                 patience=3, progress=False)
@@ -106,6 +110,9 @@ def main() -> None:
            "n": {"train": int(tr.sum()), "val": int(va.sum()), "test": int(te.sum())},
            "decode_seconds": round(t_decode, 2), "epochs_run": stats["epochs"], "history": stats["history"],
            "train_seconds": round(stats["train_seconds"], 2), "train_images_per_s": round(stats["images_per_s"], 1),
+           "model_only_images_per_s": round(model_only, 1),
+           "end_to_end_vs_model_only": round(stats["images_per_s"] / model_only, 3) if model_only else None,
+           "decode_images_per_s": round(len(y) / t_decode, 1) if t_decode else None,
            "finetuned_test_accuracy": ft_acc, "frozen_peer_test_accuracy": frozen_acc,
            "frozen_peer_seconds": round(t_frozen, 2),
            "accuracy_ratio_finetuned_vs_frozen": round(ft_acc / frozen_acc, 4) if frozen_acc else None,
@@ -119,7 +126,9 @@ def main() -> None:
           "| | fine-tuned (faceset) | frozen features + head (peer) | ratio |", "|---|---|---|---|",
           f"| test accuracy | {ft_acc:.4f} | {frozen_acc:.4f} | {res['accuracy_ratio_finetuned_vs_frozen']} |",
           f"| seconds | {res['train_seconds']} ({res['epochs_run']} epochs, {res['train_images_per_s']} img/s) | "
-          f"{res['frozen_peer_seconds']} | |", "",
+          f"{res['frozen_peer_seconds']} | |",
+          f"| training images/s, end to end vs model-only (same run) | {res['train_images_per_s']} | "
+          f"{res['model_only_images_per_s']} (model-only) | {res['end_to_end_vs_model_only']} |", "",
           f"{res['images']} images (train {res['n']['train']}, val {res['n']['val']}, test {res['n']['test']}), "
           f"decoded once in {res['decode_seconds']} s; total {res['total_seconds']} s.", ""]
     (RESULTS / f"{name}.md").write_text("\n".join(md))

@@ -65,3 +65,56 @@ def test_unknown_backbone_is_a_clear_error():
 
     with pytest.raises(ValueError, match="unknown backbone"):
         create("resnet9000")
+
+
+def test_abstention_reports_coverage_and_accuracy_per_group():
+    from faceset.train.evaluate import metrics
+
+    # group a: confident and right; group b: unsure and half wrong -> abstaining helps b's answered accuracy
+    y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    proba = np.array([[0.99, 0.01], [0.02, 0.98], [0.97, 0.03], [0.01, 0.99],
+                      [0.55, 0.45], [0.58, 0.42], [0.45, 0.55], [0.2, 0.8]])
+    m = metrics(y, proba, ["f", "m"], {"g": ["a"] * 4 + ["b"] * 4})
+    ab = m["abstention"]
+    by_t = {r["threshold"]: r for r in ab["overall"]}
+    assert by_t[0.5]["coverage"] == 1.0 and by_t[0.5]["accuracy"] == pytest.approx(6 / 8)
+    assert by_t[0.6]["coverage"] == pytest.approx(5 / 8) and by_t[0.6]["accuracy"] == 1.0
+    at = ab["at_coverage"]
+    assert at["coverage_target"] == 0.95 and at["coverage"] >= 7 / 8
+    per = at["groups"]["g"]["per_group"]
+    assert per["a"]["coverage"] == 1.0 and per["a"]["accuracy"] == 1.0 and per["b"]["n"] == 4
+    # per-group calibration sits next to accuracy
+    g = m["groups"]["g"]["per_group"]
+    assert g["a"]["ece"] < 0.05 and g["b"]["ece"] > 0.1
+
+
+def test_fusion_backbone_is_the_concatenation_of_its_parts():
+    import torch
+
+    from faceset.train.backbones import create
+    from faceset.train.features import Preprocess
+
+    fu = create("fusion")
+    assert fu.parts == ("face_embedding", "mobilenet_v2") and fu.dim == 128 + 1280
+    x = torch.rand(2, 3, 224, 224) * 255
+    with torch.no_grad():
+        parts = [create(n) for n in fu.parts]
+        want = torch.cat([p.net(Preprocess(p.size, p.mean, p.std)(x)) for p in parts], 1)
+        got = fu.net(Preprocess(fu.size, fu.mean, fu.std)(x))
+    assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_default_backbone_is_the_measured_winner():
+    """`faceset train` without --backbone must give the model that won the recorded comparison."""
+    import inspect
+    import json
+    from pathlib import Path
+
+    from faceset.cli.train_cmds import train_cmd
+    from faceset.train import train
+    from faceset.train.backbones import DEFAULT_BACKBONE, names
+
+    res = json.loads((Path(__file__).resolve().parents[1] / "bench" / "results" / "gender_cv.json").read_text())
+    assert res["winner"]["backbone"] == DEFAULT_BACKBONE in names()
+    assert inspect.signature(train).parameters["backbone"].default == DEFAULT_BACKBONE
+    assert inspect.signature(train_cmd).parameters["backbone"].default.default is None  # resolved to the default

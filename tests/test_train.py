@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -218,3 +219,31 @@ def test_cli_train_evaluate_predict_json(train_ws, ws_model, data_dir, tmp_path)
     assert set(json.loads(r.stdout)["groups"]) == {"race"}
     r = CliRunner().invoke(app, ["train", "--label", "no_such_label", "-o", str(tmp_path / "x"), "-w", str(train_ws)])
     assert r.exit_code == 2 and "no_such_label" in r.output
+
+
+def test_predict_min_confidence_abstains_and_the_card_shows_coverage(ws_model, data_dir, monkeypatch):
+    from typer.testing import CliRunner
+
+    from faceset.cli import app
+    from faceset.train import predict
+
+    P = importlib.import_module("faceset.train.predict")  # the module: faceset.train.predict is the function
+    out, rep = ws_model
+    photo = data_dir / "identities" / "barack_obama" / "obama.jpg"
+    sure = predict(out, [photo], progress=False)[0].faces[0]
+    assert not sure.abstained and sure.label is not None
+    # a calibrated 0.7 answer: kept at 0.6, refused at 0.8 (probabilities stay visible either way)
+    fixed = lambda crops: np.tile([[0.3, 0.7]], (len(crops), 1))  # noqa: E731
+    monkeypatch.setattr(P, "classifier", lambda m, runtime="torch": fixed)
+    kept = predict(out, [photo], min_confidence=0.6, progress=False)[0].faces[0]
+    assert not kept.abstained and kept.label == "male" and kept.confidence == pytest.approx(0.7)
+    refused = predict(out, [photo], min_confidence=0.8, progress=False)[0].faces[0]
+    assert refused.abstained and refused.label is None and refused.probs == kept.probs
+    r = CliRunner().invoke(app, ["predict", str(out), str(photo), "--min-confidence", "0.8", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["faces"][0]["abstained"] is True
+    r = CliRunner().invoke(app, ["predict", str(out), str(photo), "--min-confidence", "1.5"])
+    assert r.exit_code == 2
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "--min-confidence" in card and "coverage" in card and "Must not be used" in card
+    assert "never a person's identity" in card

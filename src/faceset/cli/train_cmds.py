@@ -29,12 +29,14 @@ def _data(data: Optional[Path], workspace: Optional[Path]) -> Path:
 def train_cmd(
     label: str = typer.Option(..., "--label", help="Label to predict (e.g. gender)."),
     out: Path = typer.Option(..., "-o", "--out", help="Model folder to write."),
-    backbone: str = typer.Option("mobilenet_v2", "--backbone",
-                                 help="mobilenet_v2 | efficientnet_lite0 | efficientnet_lite2 | face_embedding"),
+    backbone: Optional[str] = typer.Option(None, "--backbone",
+                                           help="face_embedding | fusion | mobilenet_v2 | efficientnet_lite0 | "
+                                                "efficientnet_lite2; default: the measured best (docs/train.md)"),
     data: Optional[Path] = DataOpt,
     fine_tune: bool = typer.Option(False, "--fine-tune", help="Unfreeze the backbone (GPU when torch sees one)."),
     epochs: int = typer.Option(8, "--epochs", help="Fine-tuning epochs (early stopping on val)."),
-    hidden: int = typer.Option(0, "--hidden", help="Hidden units of an MLP head (0 = linear)."),
+    hidden: Optional[int] = typer.Option(None, "--hidden", help="Hidden units of an MLP head (0 = linear; "
+                                                                  "default: the measured best, 256)."),
     balance_by: Optional[str] = typer.Option(None, "--balance-by", help="Weight samples per (class, this group)."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Labelled folder: column that names the person."),
     chips: bool = typer.Option(False, "--chips",
@@ -47,8 +49,11 @@ def train_cmd(
 ):
     """Cache frozen backbone features of aligned face crops once, train a calibrated head (or fine-tune)."""
     from ..train import DataError, names, train
+    from ..train.backbones import DEFAULT_BACKBONE, DEFAULT_HIDDEN
     from ..workspace import WorkspaceError
 
+    backbone = backbone or DEFAULT_BACKBONE
+    hidden = DEFAULT_HIDDEN if hidden is None else hidden
     if backbone not in names():
         fail(f"unknown backbone {backbone!r}: choose one of {', '.join(names())}")
     try:
@@ -105,9 +110,15 @@ def evaluate_cmd(
                              for c, v in d["per_class"].items()]))
         for col, g in d["groups"].items():
             console.print(table(f"per {col} (worst-group gap {g['worst_gap'] * 100:.2f} points)",
-                                [col, "n", "accuracy", "95% CI"],
-                                [[k, v["n"], f"{v['accuracy']:.4f}", f"{v['ci95'][0]:.4f}-{v['ci95'][1]:.4f}"]
-                                 for k, v in g["per_group"].items()]))
+                                [col, "n", "accuracy", "95% CI", "ECE"],
+                                [[k, v["n"], f"{v['accuracy']:.4f}", f"{v['ci95'][0]:.4f}-{v['ci95'][1]:.4f}",
+                                  f"{v['ece']:.4f}"] for k, v in g["per_group"].items()]))
+        at = d.get("abstention", {}).get("at_coverage")
+        if at:
+            console.print(f"abstaining below confidence {at['threshold']:.3f} answers {at['coverage'] * 100:.1f}% "
+                          f"of faces (accuracy {at['accuracy'] or 0:.4f}); per group: "
+                          + "; ".join(f"{col} worst gap {g['worst_gap'] * 100:.2f} points"
+                                      for col, g in at["groups"].items()))
         console.print(f"plots: {rep.plots['confusion']}  {rep.plots['reliability']}")
 
     emit(as_json, d, human)
@@ -117,6 +128,9 @@ def predict_cmd(
     model: Path = typer.Argument(..., help="Model folder."),
     images: List[Path] = typer.Argument(..., help="Image files."),
     runtime: str = typer.Option("torch", "--runtime", help="torch | onnx (needs MODEL/model.onnx)."),
+    min_confidence: float = typer.Option(0.0, "--min-confidence",
+                                         help="Abstain (label null) below this calibrated confidence; MODEL_CARD.md "
+                                              "shows coverage vs accuracy per group."),
     as_json: bool = JsonOpt,
 ):
     """Detect every face and classify it; images without a face say so."""
@@ -124,8 +138,10 @@ def predict_cmd(
 
     if runtime not in ("torch", "onnx"):
         fail("--runtime must be torch or onnx")
+    if not 0.0 <= min_confidence <= 1.0:
+        fail("--min-confidence must be within 0 and 1")
     try:
-        res = predict(model, images, runtime=runtime, progress=not as_json)
+        res = predict(model, images, runtime=runtime, min_confidence=min_confidence, progress=not as_json)
     except FileNotFoundError as e:  # compat(#9): "not a model folder" / "run export-onnx first"
         fail(str(e))
     d = [r.to_dict() for r in res]
@@ -136,7 +152,8 @@ def predict_cmd(
             if r.rejected:
                 rows.append([r.path, "-", "-", r.rejected])
             for f in r.faces:
-                rows.append([r.path, f.label, f"{f.confidence:.3f}", ",".join(str(round(v)) for v in f.box)])
+                rows.append([r.path, f.label if not f.abstained else "(abstain)", f"{f.confidence:.3f}",
+                             ",".join(str(round(v)) for v in f.box)])
         console.print(table("predictions", ["image", "label", "confidence", "box / reason"], rows))
         n_rej = sum(1 for r in res if r.rejected)
         if n_rej:

@@ -13,7 +13,7 @@ import numpy as np
 
 CROP_SIZE = 224
 # Bump when the crop source changes: cache keys of photos/chips include it, so stale crops are never reused.
-CROP_VERSION = "scan-analyze-1"
+CROP_VERSION = "scan-analyze-2"  # 2: CenterFace default detector (issue #11)
 
 
 @dataclass

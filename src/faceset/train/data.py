@@ -23,7 +23,8 @@ from PIL import Image
 from ..errors import FacesetError
 from .crops import CROP_VERSION
 
-AGE_GROUPS = ((0, 2, "0-2"), (3, 12, "3-12"), (13, 19, "13-19"), (20, 39, "20-39"), (40, 59, "40-59"), (60, 10**6, "60+"))
+AGE_GROUPS = ((0, 2, "0-2"), (3, 12, "3-12"), (13, 19, "13-19"), (20, 39, "20-39"), (40, 59, "40-59"),
+              (60, 10**6, "60+"))
 SPLITS = ("train", "val", "test")
 
 
@@ -104,6 +105,8 @@ def from_workspace(root: Path, label: str) -> Dataset:
 
     ws = open_workspace(root)
     rows = [r for r in dataset_faces(ws, label=label) if r["label"] not in (None, "") and r["crop_key"]]
+    scopes = ws.catalog.campaigns.scopes_of_faces(r["face_id"] for r in rows)  # contributors' ticks (collect/)
+    rows = [r for r in rows if "training" in scopes.get(r["face_id"], ("training",))]
     if not rows:
         n = ws.catalog.labels.count_with_name(label)
         raise DataError(f"no labelled faces with a split for label {label!r} in {root} ({n} images carry it): "

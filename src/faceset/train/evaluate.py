@@ -65,11 +65,49 @@ def metrics(y: np.ndarray, proba: np.ndarray, classes: list[str], groups: dict[s
             m = vals_a == v
             k = int(correct[m].sum())
             lo, hi = wilson(k, int(m.sum()))
-            g[v] = {"n": int(m.sum()), "accuracy": k / int(m.sum()), "ci95": [lo, hi]}
+            g[v] = {"n": int(m.sum()), "accuracy": k / int(m.sum()), "ci95": [lo, hi],
+                    "ece": ece(proba[m].max(1), correct[m])[0],  # per-group calibration: one temperature for all
+                    "mean_confidence": float(proba[m].max(1).mean())}
         accs = [x["accuracy"] for x in g.values()]
         out["groups"][col] = {"per_group": g, "worst": min(g, key=lambda v: g[v]["accuracy"]) if g else None,
                               "best": max(g, key=lambda v: g[v]["accuracy"]) if g else None,
                               "worst_gap": (max(accs) - min(accs)) if accs else 0.0}
+    out["abstention"] = abstention(proba, correct, groups or {})
+    return out
+
+
+ABSTAIN_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def abstention(proba: np.ndarray, correct: np.ndarray, groups: dict[str, list[str]], *,
+               thresholds: tuple[float, ...] = ABSTAIN_THRESHOLDS, coverage: float = 0.95) -> dict:
+    """Coverage vs accuracy when predictions below a confidence are refused (``predict --min-confidence``).
+
+    Why per group: a threshold that keeps 95% of faces overall may refuse most young children; the table
+    shows where the model abstains and what accuracy is left on what it answers.
+    ``at_coverage`` is the threshold that keeps ``coverage`` of all faces (the overall quantile).
+    """
+    conf = proba.max(1) if len(proba) else np.zeros(0)
+
+    def row(m: np.ndarray, t: float) -> dict:
+        kept = m & (conf >= t)
+        n, k = int(m.sum()), int(kept.sum())
+        return {"threshold": round(float(t), 4), "coverage": k / n if n else 0.0,
+                "accuracy": float(correct[kept].mean()) if k else None, "n": n}
+
+    allm = np.ones(len(conf), bool)
+    t95 = float(np.quantile(conf, 1 - coverage)) if len(conf) else 0.5
+    out: dict = {"overall": [row(allm, t) for t in thresholds],
+                 "at_coverage": {"coverage_target": coverage, **row(allm, t95), "groups": {}}}
+    for col, vals in groups.items():
+        vals_a = np.array(vals, dtype=object)
+        order = [name for _, _, name in AGE_GROUPS]
+        per = {}
+        for v in sorted(set(vals) - {""}, key=lambda v: (order.index(v), "") if v in order else (len(order), v)):
+            per[v] = row(vals_a == v, t95)
+        accs = [r["accuracy"] for r in per.values() if r["accuracy"] is not None]
+        out["at_coverage"]["groups"][col] = {"per_group": per,
+                                             "worst_gap": (max(accs) - min(accs)) if accs else 0.0}
     return out
 
 
@@ -122,6 +160,7 @@ def feature_backbone(m):
     bb = m.backbone
     if m.meta.get("fine_tuned"):
         bb.name = m.meta["feature_cache"]
+        bb.parts = ()
     return bb
 
 

@@ -103,6 +103,11 @@ def _save(p: Path, a: np.ndarray) -> None:
 
 def extract(ds: Dataset, bb: Backbone, *, progress: bool = True, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """(features float32 [n, 2, D], found bool [n]) for every sample, computing only what is not cached."""
+    if bb.parts:  # fusion: concatenate the parts' own caches (each computed once, shared with single-part heads)
+        from .backbones import create
+
+        got = [extract(ds, create(name), progress=progress, batch=batch) for name in bb.parts]
+        return np.concatenate([x for x, _ in got], 2), np.logical_and.reduce([f for _, f in got])
     X = np.zeros((len(ds.samples), 2, bb.dim), np.float32)
     found = np.zeros(len(ds.samples), bool)
     todo = []

@@ -1,8 +1,9 @@
 """Fine-tuning: unfreeze the backbone, train it with the head on augmented crops.
 
 Crops are decoded once into one uint8 tensor (per-epoch JPEG decoding cannot feed a GPU:
-docs/train.md); augmentation (mirror, small scale/shift/rotation, brightness/contrast) runs
-on the batch, on the device. On CUDA: channels_last + bf16 autocast. BatchNorm statistics
+docs/train.md), staged on the GPU when it fits; augmentation (mirror, scale/shift/rotation,
+brightness/contrast, and toward real photos: colour, resolution, noise) runs on the batch, on
+the device. On CUDA: channels_last + bf16 autocast. BatchNorm statistics
 stay frozen (eval mode): small batches on CPU would otherwise wreck the ImageNet statistics.
 """
 
@@ -24,12 +25,18 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """x: float NCHW 0-255 -> randomly mirrored, scaled (0.9-1.1), shifted (+-6%), rotated (+-10 deg), jittered."""
+def augment(x: torch.Tensor, g: torch.Generator, photo: bool = True) -> torch.Tensor:
+    """x: float NCHW 0-255 -> randomly mirrored, scaled, shifted (+-6%), rotated (+-10 deg), jittered.
+
+    ``photo`` (default) pushes tight dataset chips toward real photos: a wider scale range (0.85-1.2),
+    per-channel colour gains (white balance) and saturation, lower resolution (down- then up-sampling by
+    0.35-1, which is also what JPEG at low quality and small faces do to detail) and sensor noise.
+    Everything runs on the batch, on the device: no per-image PIL work per epoch.
+    """
     n = x.shape[0]
     r = lambda *s: torch.rand(*s, generator=g).to(x.device)  # noqa: E731
     ang = (r(n) - 0.5) * (2 * math.pi / 18)
-    sc = 0.9 + 0.2 * r(n)
+    sc = (0.85 + 0.35 * r(n)) if photo else (0.9 + 0.2 * r(n))
     flip = torch.where(r(n) < 0.5, -1.0, 1.0).to(x.device)
     theta = torch.zeros(n, 2, 3, device=x.device)
     theta[:, 0, 0] = torch.cos(ang) / sc * flip
@@ -42,7 +49,18 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     b = (r(n, 1, 1, 1) - 0.5) * 50
     c = 0.8 + 0.4 * r(n, 1, 1, 1)
     m = x.mean((1, 2, 3), keepdim=True)
-    return ((x - m) * c + m + b).clamp(0, 255)
+    x = (x - m) * c + m + b
+    if photo:
+        x = x * (0.9 + 0.2 * r(n, 3, 1, 1))  # white balance
+        grey = x.mean(1, keepdim=True)
+        x = grey + (x - grey) * (0.6 + 0.8 * r(n, 1, 1, 1))  # saturation
+        k = 0.35 + 0.65 * r(1).item()  # one resolution per batch keeps it a single interpolate
+        if k < 0.95:
+            side = x.shape[-1]
+            x = F.interpolate(F.interpolate(x, size=max(16, int(side * k)), mode="bilinear", align_corners=False,
+                                            antialias=True), size=side, mode="bilinear", align_corners=False)
+        x = x + torch.randn(x.shape, generator=g).to(x.device) * (r(n, 1, 1, 1) * 6)
+    return x.clamp(0, 255)
 
 
 def fit(net: torch.nn.Module, head: torch.nn.Module, pre: Preprocess, xtr: torch.Tensor, ytr: torch.Tensor,
@@ -65,6 +83,7 @@ def fit(net: torch.nn.Module, head: torch.nn.Module, pre: Preprocess, xtr: torch
              if steps >= 10 else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
     w = (weights if weights is not None else torch.ones(len(ytr))).to(dev)
     stop, seen, t_train, hist = EarlyStopping(patience), 0, 0.0, []
+    xtr, xva = _stage(xtr, dev), _stage(xva, dev)
 
     def batches(x, idx):
         for i in range(0, len(idx), batch):
@@ -79,10 +98,10 @@ def fit(net: torch.nn.Module, head: torch.nn.Module, pre: Preprocess, xtr: torch
                 m.eval()
         t0 = time.perf_counter()
         with bar(f"fine-tune epoch {ep}", len(xtr), progress) as pb:
-            for b, xb in batches(xtr, torch.randperm(len(xtr), generator=g)):
+            for b, xb in batches(xtr, torch.randperm(len(xtr), generator=g).to(xtr.device)):
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
                     logits = model(augment(xb, g))
-                loss = (F.cross_entropy(logits.float(), ytr[b].to(dev), reduction="none") * w[b]).mean()
+                loss = (F.cross_entropy(logits.float(), ytr[b.cpu()].to(dev), reduction="none") * w[b]).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -106,12 +125,59 @@ def fit(net: torch.nn.Module, head: torch.nn.Module, pre: Preprocess, xtr: torch
 def _val(model, xva, yva, batches, cuda) -> tuple[float, float]:
     model.eval()
     ps = []
-    for _, xb in batches(xva, torch.arange(len(xva))):
+    for _, xb in batches(xva, torch.arange(len(xva), device=xva.device)):
         with torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=cuda):
             p = (torch.softmax(model(xb).float(), 1) + torch.softmax(model(xb.flip(3)).float(), 1)) / 2
         ps.append(p.cpu())
     p = torch.cat(ps)
     return float(F.nll_loss(torch.log(p.clamp_min(1e-8)), yva)), float((p.argmax(1) == yva).float().mean())
+
+
+def _stage(x: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """uint8 crops where batches are cut from: on the GPU when they fit in a third of its free memory (no
+    host-to-device copy per step: 9.8k crops are 1.5 GB), else pinned host memory for async copies."""
+    if dev.type != "cuda":
+        return x
+    free, _ = torch.cuda.mem_get_info()
+    return x.to(dev) if x.numel() < free / 3 else x.pin_memory()
+
+
+def model_only_rate(net: torch.nn.Module, head: torch.nn.Module, pre: Preprocess, xb: torch.Tensor, *,
+                    steps: int = 20, warmup: int = 3, lr: float = 1e-4) -> float:
+    """Images/s of forward + backward + step alone on one batch already on the device (copies of the modules).
+
+    Why: the yardstick for the data path. ``fit``'s end-to-end rate (sampling, augmentation, copies) is judged
+    against this in the same run (bench/finetune_gpu.py; goal >= 80%).
+    """
+    import copy
+
+    dev = device()
+    cuda = dev.type == "cuda"
+    model = torch.nn.Sequential(copy.deepcopy(pre), copy.deepcopy(net), copy.deepcopy(head)).to(dev)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    x = xb.to(dev).permute(0, 3, 1, 2).float()
+    x = x.contiguous(memory_format=torch.channels_last) if cuda else x
+    y = torch.zeros(len(x), dtype=torch.long, device=dev)
+    t0 = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if cuda:
+        torch.cuda.synchronize()
+    return steps * len(x) / (time.perf_counter() - t0)
 
 
 def load_crops(samples, idx) -> tuple[torch.Tensor, np.ndarray]:

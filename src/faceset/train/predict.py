@@ -20,13 +20,14 @@ from .features import to_tensor
 @dataclass
 class FacePrediction:
     box: list[float]  # x, y, w, h in the file's (upright) pixels
-    label: str
+    label: str | None  # None = abstained: confidence below min_confidence, the model refuses to guess
     confidence: float
     probs: dict[str, float]
+    abstained: bool = False
 
     def to_dict(self) -> dict:
         return {"box": self.box, "label": self.label, "confidence": round(self.confidence, 6),
-                "probs": {k: round(v, 6) for k, v in self.probs.items()}}
+                "probs": {k: round(v, 6) for k, v in self.probs.items()}, "abstained": self.abstained}
 
 
 @dataclass
@@ -72,9 +73,18 @@ def classifier(model: M.Model, runtime: str = "torch"):
     return TorchClassifier(model)
 
 
-def predict(model, images: list[str | Path], *, runtime: str = "torch", progress: bool = True) -> list[PredictResult]:
-    """Classify every detected face of each image; a bad or faceless image is a rejection, the batch goes on."""
+def predict(model, images: list[str | Path], *, runtime: str = "torch", min_confidence: float = 0.0,
+            progress: bool = True) -> list[PredictResult]:
+    """Classify every detected face of each image; a bad or faceless image is a rejection, the batch goes on.
+
+    ``min_confidence``: a face whose calibrated confidence is below it gets ``label=None, abstained=True``
+    (refuse to guess where the model is weak: MODEL_CARD.md lists coverage vs accuracy per group).
+    """
+    from ..errors import UsageError
     from ..progress import bar
+
+    if not 0.0 <= min_confidence <= 1.0:
+        raise UsageError(f"min_confidence must be within 0-1, not {min_confidence}")
 
     m = model if isinstance(model, M.Model) else M.load(model)
     run = classifier(m, runtime)
@@ -96,8 +106,10 @@ def predict(model, images: list[str | Path], *, runtime: str = "torch", progress
                     probs = run([f.crop for f in faces])
                     for f, pr in zip(faces, probs):
                         i = int(pr.argmax())
-                        res.faces.append(FacePrediction([round(v * k, 1) for v in f.box], m.classes[i], float(pr[i]),
-                                                        dict(zip(m.classes, map(float, pr)))))
+                        abstain = float(pr[i]) < min_confidence
+                        res.faces.append(FacePrediction([round(v * k, 1) for v in f.box],
+                                                        None if abstain else m.classes[i], float(pr[i]),
+                                                        dict(zip(m.classes, map(float, pr))), abstain))
             out.append(res)
             b.advance()
     return out

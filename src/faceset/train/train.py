@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..catalog import now
 from . import artifact as M
-from .backbones import create
+from .backbones import DEFAULT_BACKBONE, DEFAULT_HIDDEN, create
 from .calibrate import MIN_CALIBRATION, EarlyStopping, fit_temperature  # noqa: F401 (re-exported)
 from .data import Dataset, load_dataset, prepare_crops
 from .evaluate import metrics
@@ -47,8 +47,9 @@ class TrainReport:
         return dict(self.__dict__)
 
 
-def train(data, *, label: str, backbone: str = "mobilenet_v2", out: str | Path, fine_tune: bool = False,
-          seed: int = 0, hidden: int = 0, balance_by: str | None = None, by: tuple[str, ...] = ("race", "age_group"),
+def train(data, *, label: str, backbone: str = DEFAULT_BACKBONE, out: str | Path, fine_tune: bool = False,
+          seed: int = 0, hidden: int = DEFAULT_HIDDEN, balance_by: str | None = None,
+          by: tuple[str, ...] = ("race", "age_group"),
           max_epochs: int = 300, patience: int = 15, ft_epochs: int = 8, onnx: bool = False,
           data_options: dict | None = None, workers: int = 2, progress: bool = True) -> TrainReport:
     """Train a ``label`` classifier on ``data`` (workspace, export, labelled folder or Dataset) into folder ``out``."""
@@ -91,8 +92,10 @@ def train(data, *, label: str, backbone: str = "mobilenet_v2", out: str | Path, 
                                     progress=progress)
         meta["temperature"] = T
         meta["fine_tune"] = {"epochs": ft_epochs_run, "device": "cuda" if torch.cuda.is_available() else "cpu"}
-        digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in bb.net.state_dict().values())).hexdigest()
+        digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes()
+                                         for p in bb.net.state_dict().values())).hexdigest()
         meta["feature_cache"] = bb.name = f"{backbone}-ft-{digest[:12]}"
+        bb.parts = ()  # fine-tuned parts differ from the shared caches: cache the whole network
         X, found = extract(ds, bb, progress=progress)
         tr, va, te = ((split == k) & found for k in ("train", "val", "test"))
 
@@ -123,8 +126,8 @@ def train(data, *, label: str, backbone: str = "mobilenet_v2", out: str | Path, 
     rep = TrainReport(str(out), label, backbone, classes,
                       {k: int(m.sum()) for k, m in (("train", tr), ("val", va), ("test", te))},
                       int((~found).sum()), ds.skipped, epochs, meta["temperature"], _brief(val), _brief(test),
-                      {"crops": round(t_crops - t0, 2), "features": round(t_feat - t_crops, 2), "head": round(t_head - t_feat, 2),
-                       "total": round(time.perf_counter() - t0, 2)}, onnx_path)
+                      {"crops": round(t_crops - t0, 2), "features": round(t_feat - t_crops, 2),
+                       "head": round(t_head - t_feat, 2), "total": round(time.perf_counter() - t0, 2)}, onnx_path)
     return rep
 
 
@@ -160,7 +163,7 @@ def fit_head(Xtr: np.ndarray, ytr: np.ndarray, wtr: np.ndarray, Xva: np.ndarray,
     xv, yv = torch.from_numpy(Xva), torch.from_numpy(yva)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     stop, epoch = EarlyStopping(patience), 0
-    for epoch in range(1, max_epochs + 1):
+    for epoch in range(1, max_epochs + 1):  # noqa: B007 (the last epoch run is returned)
         head.train()
         perm = torch.randperm(len(xt), generator=g)
         for i in range(0, len(perm), batch):
