@@ -563,6 +563,9 @@ def create_app(ws: Workspace, *, token: str | None = None, owner_token: str | No
     def healthz():
         return {"ok": True}
 
+    from .portal import mount as mount_portal  # /c/<campaign>: the only pages open without the token
+
+    mount_portal(app, ws, render=render, guard=guard, max_upload=max_upload)
     return app
 
 

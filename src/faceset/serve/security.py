@@ -31,7 +31,7 @@ HEADERS = {
 }
 AUTH_COOKIE = "faceset_auth"
 SID_COOKIE = "faceset_sid"
-OPEN_PATHS = ("/login", "/static/")
+OPEN_PATHS = ("/login", "/static/", "/favicon.ico", "/c/")  # /c/<campaign>: the portal (serve/portal.py)
 
 
 @dataclass
