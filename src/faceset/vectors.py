@@ -1,0 +1,208 @@
+"""Embedding sidecar: every embedded face's vector in a memory-mapped float32 file, kept in step with the catalog.
+
+Reading 1M embeddings through SQLite means 1M blobs turned into Python objects (seconds and a few GB); the
+sidecar maps them instead (``open_vectors(ws).vectors`` is a read-only ``np.memmap`` [n, 128], ``.ids`` the
+face ids, ascending). The catalog stays the source of truth: the sidecar is a derived artefact under
+``cache/vectors/``, checked against :meth:`Faces.embedding_fingerprint` (count, min, max and sum of embedded
+face ids) on every open, and
+
+- appended to when the only change is new faces after its last id (scan, ingest of more photos): only those
+  rows are read, in chunks (:meth:`Faces.iter_embeddings`);
+- rewritten from the catalog otherwise (erasure, re-scan; also when the last ``TAIL`` rows' bytes differ from
+  the catalog's: SQLite reuses the ids of deleted top rows, which count / sum alone could miss): into a new
+  generation of files; the old generation's bytes are overwritten with zeros before they are unlinked, so
+  an erased face's vector does not survive here (:func:`shred` does the same for forget).
+
+Files: ``meta.json`` (generation, rows, fingerprint) plus ``ids.<gen>.i64`` and ``vec.<gen>.f32``. Writes go
+data first (fsynced), then ``meta.json`` by temp + rename; readers trust only ``meta.json``'s row count, so a
+kill -9 at any point leaves either the old or the new state (trailing bytes of an interrupted append are
+ignored and cut on the next append). The sidecar assumes embeddings are never changed in place (scan replaces
+a photo's face rows, giving new ids); :func:`sync` with ``full=True`` rebuilds regardless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .catalog.faces import EMBED_DIM
+
+__all__ = ["Vectors", "open_vectors", "sync", "shred", "sidecar_dir"]
+
+CHUNK = 65536
+TAIL = 64  # last rows whose bytes are compared with the catalog on every open
+
+
+def sidecar_dir(ws) -> Path:
+    return Path(ws.cache_dir) / "vectors"
+
+
+@dataclass
+class Vectors:
+    """Face ids (int64[n], ascending) and their embeddings (float32[n, 128], memory-mapped, read-only)."""
+
+    ids: np.ndarray
+    vectors: np.ndarray
+    generation: int
+    appended: int = 0   # rows this open read from the catalog and appended
+    rebuilt: bool = False
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows_of(self, face_ids) -> np.ndarray:
+        """Row positions of these face ids (-1 where absent)."""
+        q = np.asarray(face_ids, np.int64)
+        if len(self.ids) == 0:
+            return np.full(len(q), -1, np.int64)
+        pos = np.minimum(np.searchsorted(self.ids, q), len(self.ids) - 1)
+        return np.where(self.ids[pos] == q, pos, -1)
+
+
+def _meta(d: Path) -> dict | None:
+    try:
+        m = json.loads((d / "meta.json").read_text())
+        return m if m.get("format") == "faceset-vectors/1" else None
+    except (OSError, ValueError):
+        return None
+
+
+def _files(d: Path, gen: int) -> tuple[Path, Path]:
+    return d / f"ids.{gen}.i64", d / f"vec.{gen}.f32"
+
+
+def _write_meta(d: Path, meta: dict) -> None:
+    tmp = d / "meta.json.tmp"
+    with open(tmp, "w") as f:
+        json.dump(meta, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, d / "meta.json")
+    _fsync_dir(d)
+
+
+def _append_rows(d: Path, gen: int, have: int, chunks) -> int:
+    """Append chunks of (ids, vectors) after row ``have`` (cutting any interrupted tail); fsynced."""
+    fi, fv = _files(d, gen)
+    n = have
+    with open(fi, "ab") as a, open(fv, "ab") as b:
+        a.truncate(have * 8)
+        b.truncate(have * 4 * EMBED_DIM)
+        for e in chunks:
+            a.write(np.ascontiguousarray(e.ids, "<i8").tobytes())
+            b.write(np.ascontiguousarray(e.vectors, "<f4").tobytes())
+            n += len(e.ids)
+        a.flush()
+        b.flush()
+        os.fsync(a.fileno())
+        os.fsync(b.fileno())
+    return n
+
+
+def _map(d: Path, meta: dict, **kw) -> Vectors:
+    n = int(meta["rows"])
+    fi, fv = _files(d, int(meta["generation"]))
+    if n == 0:
+        return Vectors(np.zeros(0, np.int64), np.zeros((0, EMBED_DIM), np.float32), int(meta["generation"]), **kw)
+    ids = np.fromfile(fi, "<i8", count=n)
+    vec = np.memmap(fv, "<f4", mode="r", shape=(n, EMBED_DIM))
+    return Vectors(ids, vec, int(meta["generation"]), **kw)
+
+
+def sync(ws, *, full: bool = False) -> Vectors:
+    """Bring the sidecar up to date with the catalog (append or rebuild, see module docstring) and map it."""
+    d = sidecar_dir(ws)
+    d.mkdir(parents=True, exist_ok=True)
+    faces = ws.catalog.faces
+    now = faces.embedding_fingerprint()
+    meta = _meta(d)
+    if meta is not None and not full and _tail_matches(d, meta, faces):
+        fp = tuple(meta["fingerprint"])
+        if fp == tuple(now):
+            return _map(d, meta)
+        last = int(meta["last_id"])
+        if last and tuple(faces.embedding_fingerprint(upto=last)) == fp:
+            gen, had = int(meta["generation"]), int(meta["rows"])
+            n = _append_rows(d, gen, had, faces.iter_embeddings(after=last, chunk=CHUNK))
+            meta = {**meta, "rows": n, "fingerprint": list(now), "last_id": now.max_id}
+            _write_meta(d, meta)
+            return _map(d, meta, appended=n - had)
+    old = int(meta["generation"]) if meta else None
+    gen = (old or 0) + 1
+    for f in _files(d, gen):
+        f.unlink(missing_ok=True)
+    n = _append_rows(d, gen, 0, faces.iter_embeddings(chunk=CHUNK))
+    meta = {"format": "faceset-vectors/1", "generation": gen, "rows": n, "fingerprint": list(now),
+            "last_id": now.max_id}
+    _write_meta(d, meta)
+    _shred_other_generations(d, keep=gen)
+    return _map(d, meta, appended=n, rebuilt=True)
+
+
+open_vectors = sync
+
+
+def _tail_matches(d: Path, meta: dict, faces) -> bool:
+    """The sidecar's last rows hold the catalog's bytes (a deleted-then-reused id changes them; counts and
+    id sums alone could match)."""
+    n = int(meta["rows"])
+    if n == 0:
+        return True
+    try:
+        v = _map(d, meta)
+    except (OSError, ValueError):
+        return False
+    k = min(TAIL, n)
+    cat = faces.last_embeddings(upto=int(meta["last_id"]), limit=k)
+    return (len(cat.ids) == k and np.array_equal(cat.ids, v.ids[n - k:])
+            and np.array_equal(cat.vectors, np.asarray(v.vectors[n - k:])))
+
+
+def shred(ws) -> int:
+    """Overwrite and delete every sidecar file (forget calls this; the next open rebuilds). Returns files."""
+    d = sidecar_dir(ws)
+    if not d.exists():
+        return 0
+    n = 0
+    for f in sorted(d.iterdir()):
+        if f.is_file():
+            _overwrite(f)
+            f.unlink()
+            n += 1
+    _fsync_dir(d)
+    return n
+
+
+def _shred_other_generations(d: Path, keep: int) -> None:
+    for f in d.iterdir():
+        parts = f.name.split(".")
+        if len(parts) == 3 and parts[0] in ("ids", "vec") and parts[1].isdigit() and int(parts[1]) != keep:
+            _overwrite(f)
+            f.unlink()
+
+
+def _overwrite(path: Path) -> None:
+    size = path.stat().st_size
+    block = b"\0" * (1 << 20)
+    with open(path, "r+b") as f:
+        left = size
+        while left > 0:
+            f.write(block[: min(left, len(block))])
+            left -= len(block)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
