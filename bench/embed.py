@@ -100,8 +100,8 @@ def main() -> int:
 
     rows = []
     for bs in batches:
-        d, dc = timed(lambda: dlib_run(bs), a.repeats)
-        t_, tc = timed(lambda: embed_chips_torch(chips, batch_size=bs, device="cpu"), a.torch_repeats)
+        d, dc = timed(lambda bs=bs: dlib_run(bs), a.repeats)
+        t_, tc = timed(lambda bs=bs: embed_chips_torch(chips, batch_size=bs, device="cpu"), a.torch_repeats)
         rows.append({"batch": bs, "dlib_faces_per_s": n / d, "torch_faces_per_s": n / t_,
                      "dlib_ms_per_face": 1000 * d / n, "torch_ms_per_face": 1000 * t_ / n, "ratio": d / t_,
                      "dlib_cpu_ms_per_face": 1000 * dc / n, "torch_cpu_ms_per_face": 1000 * tc / n})

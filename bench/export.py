@@ -52,7 +52,8 @@ def fill(ws, n: int) -> list[dict]:
             c.execute("INSERT INTO faces(image_id, idx, x, y, w, h, is_main, quality, crop_key, person_id, status) "
                       "VALUES (?,0,0,0,200,200,1,1.0,?,?,'ok')", (iid, key, pid))
             c.execute("INSERT INTO labels VALUES (?, 'gender', ?, 'manifest', ?)", (iid, r["gender"], now()))
-            out.append({"key": key, "gender": r["gender"], "split": split[int(hashlib.sha256(str(i).encode()).hexdigest(), 16) % 10]})
+            out.append({"key": key, "gender": r["gender"],
+                        "split": split[int(hashlib.sha256(str(i).encode()).hexdigest(), 16) % 10]})
     return out
 
 
@@ -122,7 +123,8 @@ def main() -> None:
         (res_dir / "export.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
         md = [f"# Export throughput ({a.n} real UTKFace crops, best of {a.repeats}, {os.cpu_count()} CPUs)", "",
               f"`{meta['command']}`", "",
-              "| format | faceset items/s | peer | peer items/s | ratio (faceset/peer) | MB |", "|---|---|---|---|---|---|"]
+              "| format | faceset items/s | peer | peer items/s | ratio (faceset/peer) | MB |",
+              "|---|---|---|---|---|---|"]
         peers = {"imagefolder": "shutil.copyfile", "zip": "shutil.make_archive", "webdataset": "wds.ShardWriter",
                  "parquet": "datasets.to_parquet"}
         for r in results:

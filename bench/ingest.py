@@ -80,7 +80,8 @@ def measure(kind: str, manifest: Path, tmp: Path) -> dict:
 
     cpu = sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
               for f in ("ru_utime", "ru_stime")) - cpu0  # this process + its (reaped) decode workers
-    return {"kind": kind, "cpu_ms_per_image": round(1000 * cpu / len(files), 3), "files": len(files), "mb": round(nbytes / 2**20, 1), "seconds": round(dt, 2),
+    return {"kind": kind, "cpu_ms_per_image": round(1000 * cpu / len(files), 3), "files": len(files),
+            "mb": round(nbytes / 2**20, 1), "seconds": round(dt, 2),
             "images_per_s": round(len(files) / dt, 1), "mb_per_s": round(nbytes / 2**20 / dt, 1)}
 
 
@@ -178,7 +179,8 @@ def main() -> None:
                         r["peak_rss_mb"] = max(r["peak_rss_mb"], row.get(kind, {}).get("peak_rss_mb", 0))
                         row[kind] = r
                     print(f"{name:28s} {kind:7s} round {rnd}: {r['images_per_s']:8.1f} img/s  "
-                          f"{r['mb_per_s']:7.1f} MB/s  {r['cpu_ms_per_image']:7.2f} CPU ms/img  peak {r['peak_rss_mb']:.0f} MB (main {r['peak_main_rss_mb']:.0f} MB)",
+                          f"{r['mb_per_s']:7.1f} MB/s  {r['cpu_ms_per_image']:7.2f} CPU ms/img  "
+                          f"peak {r['peak_rss_mb']:.0f} MB (main {r['peak_main_rss_mb']:.0f} MB)",
                           file=sys.stderr)
             row["ratio_vs_floor"] = round(row["floor"]["images_per_s"] / row["ingest"]["images_per_s"], 2)
             cpu = {k: min(x["cpu_ms_per_image"] for x in cpus[k]) for k in cpus}

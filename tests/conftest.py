@@ -89,7 +89,8 @@ def utk_ws(tmp_path_factory, data_dir) -> Path:
     groups = sorted({int(r["group"]) for r in dup_rows})[:20]
     files = [r["file"] for r in dup_rows if int(r["group"]) in groups]
     dup = set(r["file"] for r in dup_rows)
-    adults = [r["file"] for r in read_labels(utk) if r["file"] not in dup and r["age"].isdigit() and 20 <= int(r["age"]) <= 60]
+    adults = [r["file"] for r in read_labels(utk)
+              if r["file"] not in dup and r["age"].isdigit() and 20 <= int(r["age"]) <= 60]
     files += adults[:: max(1, len(adults) // 160)][:160]
     src = tmp_path_factory.mktemp("utk_src")
     for f in files:

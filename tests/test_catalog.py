@@ -35,7 +35,8 @@ def test_audit_log_is_append_only(ws):
 def test_tx_rolls_back_on_error(ws):
     with pytest.raises(RuntimeError):
         with ws.catalog.tx() as c:
-            c.execute("INSERT INTO sources(name,kind,license,consent,created_at) VALUES ('a','folder','x','consent','t')")
+            c.execute("INSERT INTO sources(name,kind,license,consent,created_at) "
+                      "VALUES ('a','folder','x','consent','t')")
             raise RuntimeError("boom")
     assert ws.catalog.scalar("SELECT COUNT(*) FROM sources") == 0
 

@@ -175,10 +175,14 @@ def test_enumerated_columns_refuse_unknown_values(ws):
                   (basis, "folder", "x", basis, "t"))
     sid = c.execute("SELECT id FROM sources LIMIT 1").fetchone()[0]
 
-    def image(status, n=[0]):
+    counter = [0]
+
+    def image(status, n=None):
+        n = counter if n is None else n
         n[0] += 1
         c.execute("INSERT INTO images(pixel_sha,sha256,store_key,format,width,height,bytes,source_id,status,"
-                  "created_at) VALUES (?,?,?,?,?,?,?,?,?,?)", (f"p{n[0]}", "s", "k", "JPEG", 10, 10, 1, sid, status, "t"))
+                  "created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                  (f"p{n[0]}", "s", "k", "JPEG", 10, 10, 1, sid, status, "t"))
         return c.execute("SELECT last_insert_rowid()").fetchone()[0]
 
     for st in schema.IMAGE_STATUSES:
@@ -187,16 +191,20 @@ def test_enumerated_columns_refuse_unknown_values(ws):
         image("no_face_blocked")
     iid = image("ok")
     for st in schema.FACE_STATUSES:
-        c.execute("INSERT INTO faces(image_id, idx, x, y, w, h, status) VALUES (?,?,0,0,1,1,?)", (iid, hash(st) % 1000, st))
+        c.execute("INSERT INTO faces(image_id, idx, x, y, w, h, status) VALUES (?,?,0,0,1,1,?)",
+                  (iid, hash(st) % 1000, st))
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        c.execute("INSERT INTO faces(image_id, idx, x, y, w, h, status) VALUES (?,99,0,0,1,1,'bystander_blurred')", (iid,))
+        c.execute("INSERT INTO faces(image_id, idx, x, y, w, h, status) VALUES (?,99,0,0,1,1,'bystander_blurred')",
+                  (iid,))
     for code in schema.REJECT_CODES:
         c.execute("INSERT INTO files(source_id,path,outcome,reason_code,seen_at) VALUES (?,?,?,?,?)",
                   (sid, f"r-{code}", "rejected", code, "t"))
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        c.execute("INSERT INTO files(source_id,path,outcome,reason_code,seen_at) VALUES (?,'x','blocked',NULL,'t')", (sid,))
+        c.execute("INSERT INTO files(source_id,path,outcome,reason_code,seen_at) VALUES (?,'x','blocked',NULL,'t')",
+                  (sid,))
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        c.execute("INSERT INTO files(source_id,path,outcome,reason_code,seen_at) VALUES (?,'y','rejected','because','t')", (sid,))
+        c.execute("INSERT INTO files(source_id,path,outcome,reason_code,seen_at) "
+                  "VALUES (?,'y','rejected','because','t')", (sid,))
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         c.execute("INSERT INTO people(created_at, split) VALUES ('t', 'holdout')")
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
@@ -266,10 +274,12 @@ def test_v1_catalog_with_a_legacy_blocked_image_becomes_status_blocked(tmp_path)
     for stmt in split_sql(MIGRATIONS[0]):
         c.execute(stmt)
     c.execute("PRAGMA user_version=1")
-    c.execute("INSERT INTO sources(name,kind,license,consent,created_at,notes) VALUES ('old','folder','x','consent','t','n')")
+    c.execute("INSERT INTO sources(name,kind,license,consent,created_at,notes) "
+              "VALUES ('old','folder','x','consent','t','n')")
     for i, (st, why) in enumerate([("no_face", "blocked"), ("no_face", "no human face found"), ("ok", None)]):
-        c.execute("INSERT INTO images(pixel_sha,sha256,store_key,format,width,height,bytes,source_id,status,status_reason,"
-                  "created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", (f"p{i}", "s", "k", "JPEG", 10, 10, 1, 1, st, why, "t"))
+        c.execute("INSERT INTO images(pixel_sha,sha256,store_key,format,width,height,bytes,source_id,status,"
+                  "status_reason,created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                  (f"p{i}", "s", "k", "JPEG", 10, 10, 1, 1, st, why, "t"))
     c.execute("INSERT INTO files(source_id,path,outcome,seen_at) VALUES (1,'gone.jpg','blocked','t')")
     c.commit()
     c.close()

@@ -40,7 +40,8 @@ def test_mirror_and_resolution_variants_hash_close(data_dir):
 
 
 def test_recolour_and_rescale_keep_hash(data_dir):
-    im = Image.open(data_dir / "identities" / "katy_perry" / sorted(p.name for p in (data_dir / "identities" / "katy_perry").iterdir())[0]).convert("RGB")
+    katy = data_dir / "identities" / "katy_perry"
+    im = Image.open(katy / sorted(p.name for p in katy.iterdir())[0]).convert("RGB")
     h0 = phash(np.asarray(im))
     for v in (ImageOps.colorize(im.convert("L"), "#402000", "#ffe0c0"), ImageEnhance.Color(im).enhance(2.0),
               im.resize((im.width // 3, im.height // 3))):

@@ -195,10 +195,9 @@ def _lay_out(world: Path, data: Path) -> None:
 
 @pytest.fixture(scope="session")
 def docs_template(tmp_path_factory, data_dir) -> Path:
-    """The laid-out folder, plus ``prepared/``: a curated workspace (gender labels) and two exports."""
+    """The laid-out folder, plus ``prepared/``: a curated workspace (gender labels); exports are made per copy."""
     from faceset import init_workspace
     from faceset.curate import assign_splits, cluster_people, find_duplicates
-    from faceset.export import export
     from faceset.ingest import ingest
     from faceset.scan import scan
 
@@ -214,8 +213,6 @@ def docs_template(tmp_path_factory, data_dir) -> Path:
     find_duplicates(w, progress=False)
     cluster_people(w)
     assign_splits(w, label="gender")
-    for name in ("gender", "other"):
-        export(w, prep / "exports" / name, label="gender", progress=False)
     w.close()
     return world, prep
 
@@ -225,9 +222,16 @@ def _world(tmp_path: Path, template, prepared: bool) -> Path:
     dst = tmp_path / "world"
     shutil.copytree(world, dst, symlinks=True)
     if prepared:
+        from faceset import open_workspace
+        from faceset.export import export
+
         shutil.copytree(prep / "ws", dst / "ws")
-        for name in ("gender", "other"):  # an export knows its path: rebuild, do not copy
-            shutil.copytree(prep / "exports" / name, dst / "exports" / name)
+        # An export is owned by one workspace at one path (a copy never rewrites the original's
+        # exports), so each copy makes its own rather than copying the template's.
+        w = open_workspace(dst / "ws")
+        for name in ("gender", "other"):
+            export(w, dst / "exports" / name, label="gender", progress=False)
+        w.close()
     return dst
 
 

@@ -365,7 +365,7 @@ def test_datasheet_sections_and_real_counts(built, exports):
             counts = Counter((r["label"], r["split"]) for r in man)
             row = f"| {cls} | " + " | ".join(str(counts[(cls, s)]) for s in rep.splits) + f" | {n} |"
             assert row in sheet, row
-        for src, n in Counter(r["source"] for r in man).items():
+        for src, _ in Counter(r["source"] for r in man).items():
             assert f"| {src} |" in sheet
         assert f"{rep.items} face records" in sheet
         assert "faceset forget" in sheet and "--refresh" in sheet
@@ -614,7 +614,8 @@ def test_clean_strips_every_metadata_kind(data_dir):
         "xmp": dict(format="JPEG", xmp=b"<x:xmpmeta>who</x:xmpmeta>"),
         "comment": dict(format="JPEG", comment=b"taken at home"),
         "icc": dict(format="JPEG", icc_profile=b"\0" * 128),
-        "png_text": dict(format="PNG", pnginfo=(lambda p: (p.add_text("Author", "me"), p)[1])(PngImagePlugin.PngInfo())),
+        "png_text": dict(format="PNG",
+                         pnginfo=(lambda p: (p.add_text("Author", "me"), p)[1])(PngImagePlugin.PngInfo())),
         "png_exif": dict(format="PNG", exif=exif),
     }
     for name, kw in variants.items():

@@ -83,7 +83,7 @@ def test_utkface_added_duplicates_and_labels(utk_subset, utk_ws):
     # every original path is recorded, duplicates point at the kept image
     files = {r["path"]: dict(r) for r in c.q("SELECT * FROM files")}
     assert set(files) == set(rows)
-    for s, names in by_sha.items():
+    for names in by_sha.values():
         img = {files[n]["image_id"] for n in names}
         assert len(img) == 1 and None not in img
         assert [files[n]["outcome"] for n in names] == ["added"] + ["duplicate"] * (len(names) - 1)
@@ -268,7 +268,8 @@ def test_identities_folder_labels(ws, data_dir):
     rows = read_labels(ids)
     rep = ingest(ws, [ids], license="test-only", consent="research_exemption", labels="folder:identity",
                  progress=False)
-    files = {r["path"]: r["image_id"] for r in ws.catalog.q("SELECT path, image_id FROM files WHERE image_id IS NOT NULL")}
+    files = {r["path"]: r["image_id"]
+             for r in ws.catalog.q("SELECT path, image_id FROM files WHERE image_id IS NOT NULL")}
     others = {p.relative_to(ids).as_posix() for p in ids.rglob("*") if p.is_file()} - {r["file"] for r in rows}
     assert {p for p, _ in rep.rejects} == others  # labels.csv and the like: "not an image", not a crash
     assert set(files) == {r["file"] for r in rows}
@@ -339,7 +340,8 @@ def test_cli_regex_labels_with_value_maps(tmp_path, utk_subset):
 
     ws = open_workspace(tmp_path / "ws")
     got = {r["path"]: (r["age"], r["gender"]) for r in ws.catalog.q(
-        """SELECT f.path, a.value age, g.value gender FROM files f JOIN labels a ON a.image_id=f.image_id AND a.name='age'
+        """SELECT f.path, a.value age, g.value gender FROM files f
+           JOIN labels a ON a.image_id=f.image_id AND a.name='age'
            JOIN labels g ON g.image_id=f.image_id AND g.name='gender' WHERE f.outcome='added'""")}
     assert got and all(got[p] == (rows[p]["age"], rows[p]["gender"]) for p in got)
     ws.close()
@@ -376,7 +378,7 @@ def test_limits_are_configurable(ws, tmp_path):
     rep = ingest(ws, [d], license="own", consent="consent", progress=False, workers=1,
                  min_side=64, max_pixels=50_000, max_file_bytes=10_000)
     assert dict(rep.rejects) == {"small.png": "too_small: 40x40 is smaller than 64 px on a side",
-                                 "big.png": "bomb: 300x200 = 60,000 pixels, over the 50,000 limit"}
+                                 "big.png": "bomb: 300x200 = 60,000 pixels, over the --max-pixels 50,000 limit"}
     assert rep.added == 1
     (d / "noise.bmp").write_bytes(b"BM" + bytes(20_000))
     rep = ingest(ws, [d], license="own", consent="consent", progress=False, workers=1, max_file_bytes=10_000)

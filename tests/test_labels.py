@@ -54,7 +54,7 @@ def test_conflicts_flag_a_person_with_two_genders(uws, tmp_path):
     base = label_conflicts(uws, label="gender")
     g = _main_gender(uws)
     person_imgs = {}
-    for i, (v, p) in g.items():
+    for i, (_, p) in g.items():
         person_imgs.setdefault(p, []).append(i)
     clean_people = {c.person_id for c in base.conflicts}
     pid, imgs = next((p, i) for p, i in person_imgs.items() if len(i) >= 2 and p not in clean_people)

@@ -47,7 +47,8 @@ def test_no_identity_and_no_duplicate_group_on_two_sides(cws):
     assert groups and all(len(s) == 1 for s in groups.values())
     # every person with faces has exactly one split, and all three splits are used
     assert cws.catalog.scalar("SELECT COUNT(*) FROM people WHERE n_faces > 0 AND split IS NULL") == 0
-    assert {r[0] for r in cws.catalog.q("SELECT DISTINCT split FROM people WHERE n_faces > 0")} == {"train", "val", "test"}
+    splits = {r[0] for r in cws.catalog.q("SELECT DISTINCT split FROM people WHERE n_faces > 0")}
+    assert splits == {"train", "val", "test"}
 
 
 def test_rerun_with_other_seed_and_ratios_moves_nobody(cws):
@@ -117,7 +118,8 @@ def test_dataset_faces_drops_duplicates_caps_and_balances(cws):
 
 
 def test_split_cli_json(cws):
-    res = CliRunner().invoke(app, ["split", "-w", str(cws.root), "--json", "--ratios", "0.7,0.15,0.15", "--per-person-cap", "4"])
+    res = CliRunner().invoke(app, ["split", "-w", str(cws.root), "--json", "--ratios", "0.7,0.15,0.15",
+                                   "--per-person-cap", "4"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["assigned_now"] == 0 and out["per_person_cap"] == 4

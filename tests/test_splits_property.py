@@ -33,8 +33,8 @@ def test_splits_never_move_and_never_straddle(tmp_path_factory, batches, seed, r
                 dup_of = c.execute("SELECT COALESCE(dup_of, id) FROM images WHERE id=?", (dup_of,)).fetchone()[0]
             n = len(images)
             iid = c.execute(
-                "INSERT INTO images(pixel_sha,sha256,store_key,format,width,height,bytes,source_id,status,dup_of,created_at)"
-                " VALUES (?,?,?,'JPEG',10,10,1,1,'ok',?,'t')", (f"p{n}", f"s{n}", f"k{n}", dup_of)).lastrowid
+                "INSERT INTO images(pixel_sha,sha256,store_key,format,width,height,bytes,source_id,status,dup_of,"
+                "created_at) VALUES (?,?,?,'JPEG',10,10,1,1,'ok',?,'t')", (f"p{n}", f"s{n}", f"k{n}", dup_of)).lastrowid
             images.append(iid)
             c.execute("INSERT INTO faces(image_id,idx,x,y,w,h,is_main,person_id,status) VALUES (?,0,0,0,5,5,1,?,'ok')",
                       (iid, pid))

@@ -94,7 +94,8 @@ def build(
     ws = open_workspace(ws_path, create=True)
     dataset = out / "dataset"
     rep = BuildReport(out=str(out), workspace=str(ws_path), dataset=str(dataset),
-                      datasheet=str(dataset / "datasheet.md"), report=str(ws.root.resolve() / "report.html"), label=label)
+                      datasheet=str(dataset / "datasheet.md"), report=str(ws.root.resolve() / "report.html"),
+                      label=label)
 
     def step(name: str, fn: Callable[[], object]) -> None:
         t = time.perf_counter()

@@ -191,7 +191,8 @@ def report(ws: Workspace, out: str | Path | None = None) -> ReportResult:
         for iid, tag in [(kept, "kept"), *[(d, "duplicate") for d in dups]]:
             t = _thumb(ws, iid)
             n_thumbs += t is not None
-            cells.append(f"<figure><img src='{t or ''}' alt='image {iid}'><figcaption>#{iid} {tag}</figcaption></figure>")
+            cells.append(f"<figure><img src='{t or ''}' alt='image {iid}'>"
+                         f"<figcaption>#{iid} {tag}</figcaption></figure>")
         parts.append("<div class='row'>" + "".join(cells) + "</div>")
 
     rejected = c.images.unusable(-1)

@@ -16,15 +16,17 @@ from functools import cached_property
 
 from .audit import Audit
 from .blocklist import Blocklist
+from .campaigns import Campaigns
 from .consent import Consent
 from .db import Database, SchemaTooNew, chunks, now, placeholders, split_sql
+from .erasures import Erasures
 from .exports import Exports
 from .faces import Faces
 from .images import Images
 from .integrity import Integrity
-from .review import Review
 from .labels import Labels
 from .people import People
+from .review import Review
 from .schema import (
     CONSENT_BASES,
     FACE_STATUSES,
@@ -77,6 +79,10 @@ class Catalog(Database):
         return Exports(self)
 
     @cached_property
+    def erasures(self) -> Erasures:
+        return Erasures(self)
+
+    @cached_property
     def consent(self) -> Consent:
         return Consent(self)
 
@@ -103,3 +109,7 @@ class Catalog(Database):
     @cached_property
     def review(self) -> Review:
         return Review(self)
+
+    @cached_property
+    def campaigns(self) -> Campaigns:
+        return Campaigns(self)

@@ -99,3 +99,26 @@ class Exports(Repo):
                                  [reason, *part]).rowcount
         return n
     # (end of section: privacy)
+    # -- section: harden_a --
+    def changed_items(self, what: str, items: Iterable[tuple[int, int | None, str]]) -> int:
+        """How many of an export's (image id, face id, store key) no longer hold that key: erased,
+        redacted or blocked since the export selected them. Called inside the export's commit
+        transaction, so no erasure can slip in between this check and the export's record."""
+        items = list(items)
+        if what == "images":
+            col, ids = "store_key", [(int(i), k) for i, _, k in items]
+            sql = "SELECT id, store_key FROM images WHERE status <> 'blocked' AND id IN ({})"
+        else:
+            col = "chip_key" if what == "chips" else "crop_key"
+            ids = [(int(f), k) for _, f, k in items if f is not None]
+            sql = f"SELECT id, {col} FROM faces WHERE id IN ({{}})"
+        current: dict[int, str] = {}
+        for part in chunks(sorted({i for i, _ in ids})):
+            current.update((r[0], r[1]) for r in self.db.q(sql.format(placeholders(len(part))), part))
+        missing_faces = sum(1 for _, f, _ in items if f is None) if what != "images" else 0
+        return missing_faces + sum(1 for i, k in ids if current.get(i) != k)
+
+    def mark_stale_at(self, path: str, reason: str) -> int:
+        """Flag the export recorded at ``path`` stale (its folder's content is not what the catalog says)."""
+        return self.db.execute("UPDATE exports SET stale=1, stale_reason=? WHERE path=?", (reason, str(path))).rowcount
+    # (end of section: harden_a)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -24,6 +24,15 @@ def _pack(rows) -> Embeddings:
     emb = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, EMBED_DIM)
            if rows else np.zeros((0, EMBED_DIM), np.float32))
     return Embeddings(ids, emb)
+
+
+class EmbeddingFingerprint(NamedTuple):
+    """What the embedding sidecar compares against to know it is current (see vectors.py)."""
+
+    count: int
+    min_id: int
+    max_id: int
+    id_sum: int
 
 
 class NewFace(NamedTuple):
@@ -97,6 +106,16 @@ class LowQualityFace(NamedTuple):
     brightness: float | None
     yaw: float | None
     quality: float | None
+
+
+class NotRealFace(NamedTuple):
+    """A face the real-human-face verifier rejected (status 'not_real_face')."""
+
+    id: int
+    image_id: int
+    chip_key: str
+    kind: str
+    p_real: float
 
 
 class Faces(Repo):
@@ -267,3 +286,46 @@ class Faces(Repo):
             """SELECT id, chip_key, size, blur, brightness, yaw, quality FROM faces
                WHERE status = 'low_quality' AND chip_key IS NOT NULL ORDER BY quality, id""")]
     # (end of section: export)
+    # -- section: W_detect --
+    def set_verdicts(self, image_id: int, verdicts: Sequence[tuple[int, str | None, float | None]]) -> None:
+        """Store the real-face verifier's (idx, kind, P(real)) per face of one photo, right after scan
+        wrote its rows: the kind says why a 'not_real_face' face was left out."""
+        self.db.executemany("UPDATE faces SET kind=?, p_real=? WHERE image_id=? AND idx=?",
+                            [(k, None if p is None else float(p), int(image_id), int(i)) for i, k, p in verdicts])
+
+    def not_real(self, limit: int = 1000) -> list[NotRealFace]:
+        """Faces the verifier called not a photographed human face (with a chip), least real first:
+        the rejected contact sheet and the report show them with their kind."""
+        return [NotRealFace(*r) for r in self.db.q(
+            """SELECT id, image_id, chip_key, COALESCE(kind, 'not_real'), COALESCE(p_real, 0.0) FROM faces
+               WHERE status = 'not_real_face' AND chip_key IS NOT NULL ORDER BY p_real, id LIMIT ?""",
+            (int(limit),))]
+    # (end of section: W_detect)
+    # -- section: W_scale --
+    def embedding_fingerprint(self, *, upto: int | None = None) -> EmbeddingFingerprint:
+        """(count, min id, max id, id sum) of embedded faces (ids <= ``upto`` when given): whether the
+        embedding sidecar is current, or only behind by rows appended after its last id."""
+        sql = ("SELECT COUNT(*), COALESCE(MIN(id), 0), COALESCE(MAX(id), 0), COALESCE(SUM(id), 0) FROM faces "
+               "WHERE embedding IS NOT NULL")
+        r = self.db.one(sql + (" AND id <= ?" if upto is not None else ""), (int(upto),) if upto is not None else ())
+        return EmbeddingFingerprint(int(r[0]), int(r[1]), int(r[2]), int(r[3]))
+
+    def last_embeddings(self, *, upto: int, limit: int = 64) -> Embeddings:
+        """The ``limit`` highest-id embedded faces with id <= ``upto``, ascending. Ids are reused once the
+        highest rows are deleted (INTEGER PRIMARY KEY), so the sidecar compares these bytes too."""
+        rows = self.db.q("SELECT id, embedding FROM faces WHERE embedding IS NOT NULL AND id <= ? "
+                         "ORDER BY id DESC LIMIT ?", (int(upto), int(limit)))
+        return _pack(rows[::-1])
+
+    def iter_embeddings(self, *, after: int = 0, chunk: int = 65536) -> Iterator[Embeddings]:
+        """Embedded faces with id > ``after`` in id order, ``chunk`` rows at a time (keyset pages, so a
+        million embeddings never sit in one result list)."""
+        last = int(after)
+        while True:
+            rows = self.db.q("SELECT id, embedding FROM faces WHERE embedding IS NOT NULL AND id > ? "
+                             "ORDER BY id LIMIT ?", (last, int(chunk)))
+            if not rows:
+                return
+            yield _pack(rows)
+            last = int(rows[-1][0])
+    # (end of section: W_scale)

@@ -450,5 +450,17 @@ class Review(Repo):
     def face_count(self) -> int:
         return int(self.db.scalar("SELECT COUNT(*) FROM faces") or 0)
 
+    # -- section: identity --
+    def link_decisions(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """(must-link, cannot-link) face pairs a person decided: clustering passes them to the algorithm
+        so a rerun never undoes a human answer."""
+        must: list[tuple[int, int]] = []
+        cannot: list[tuple[int, int]] = []
+        for kind, a, b in self.db.q("SELECT kind, face_a, face_b FROM decisions WHERE face_b IS NOT NULL "
+                                    "AND kind IN ('must_link', 'cannot_link') ORDER BY id"):
+            (must if kind == "must_link" else cannot).append((int(a), int(b)))
+        return must, cannot
+    # (end of section: identity)
+
 
 IMAGE_FILTERS = _IMAGE_FILTERS

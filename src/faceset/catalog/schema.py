@@ -12,20 +12,29 @@ CONSENT_BASES = ("consent", "license", "public_domain", "research_exemption", "u
 # new (ingested, not scanned) | ok (>= 1 face kept) | no_face | error (scan failed) | blocked
 # (every face belongs to a forgotten person: the photo is erased or waits for purge)
 IMAGE_STATUSES = ("new", "ok", "no_face", "error", "blocked")
-FACE_STATUSES = ("ok", "low_quality")
+FACE_STATUSES = ("ok", "low_quality", "not_real_face")
+# faces.kind: the real-face verifier's verdict (scan/verify.py); NULL when the face was not verified
+FACE_KINDS = ("real", "cartoon", "painting", "render", "sculpture", "object", "animal")
 FILE_OUTCOMES = ("added", "duplicate", "rejected")
 # reason_code of a file: why it was rejected (imageio / sources / blocklist) or how it duplicates
 REJECT_CODES = ("zero_byte", "truncated", "corrupt", "not_image", "unsupported", "too_small", "bomb",
-                "unsafe_path", "too_large_file", "missing", "unreadable", "blocked")
+                "unsafe_path", "too_large_file", "missing", "unreadable", "blocked", "too_elongated")
 DUPLICATE_CODES = ("same_bytes", "same_pixels")
-LABEL_ORIGINS = ("folder", "manifest", "regex", "user")
+LABEL_ORIGINS = ("folder", "manifest", "regex", "user", "self_reported")
 SPLITS = ("train", "val", "test")
-SOURCE_KINDS = ("folder", "zip", "tar", "manifest", "file")
+SOURCE_KINDS = ("folder", "zip", "tar", "manifest", "file", "campaign")
 EXPORT_FORMATS = ("imagefolder", "zip", "webdataset", "parquet")
 EXPORT_WHAT = ("crops", "chips", "images")
 # Human review decisions, stored per FACE (person ids change when clustering reruns): two faces are the
 # same person (must_link) or not (cannot_link), or a face is no person at all (poster, painting, screen).
 DECISION_KINDS = ("must_link", "cannot_link", "not_a_person")
+# Consented collection: what a contributor may agree to, one tick each; how a campaign treats bystanders.
+CAMPAIGN_SCOPES = ("dataset", "training", "publication", "commercial")
+CAMPAIGN_STATUSES = ("open", "closed")
+CONTRIBUTION_STATUSES = ("active", "withdrawn", "expired")
+BYSTANDER_POLICIES = ("blur", "reject")
+# What the erasure journal (pending_shred) holds: store objects, derived artefacts, export folders.
+SHRED_KINDS = ("store", "derived", "export_folder", "partial_export")
 
 # Every column that holds a store key. Erasure and gc read this list, nothing else.
 STORE_KEY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -174,7 +183,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE sources_v3(
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
-        kind TEXT NOT NULL CHECK(kind IN ('folder','zip','tar','manifest','file')),
+        kind TEXT NOT NULL CHECK(kind IN ('folder','zip','tar','manifest','file','campaign')),
         uri TEXT,
         license TEXT NOT NULL,
         consent TEXT NOT NULL CHECK(consent IN ('consent','license','public_domain','research_exemption','unknown')),
@@ -195,7 +204,8 @@ MIGRATIONS: list[str] = [
         bytes INTEGER NOT NULL,
         source_id INTEGER NOT NULL REFERENCES sources(id),
         license TEXT,
-        consent TEXT CHECK(consent IS NULL OR consent IN ('consent','license','public_domain','research_exemption','unknown')),
+        consent TEXT CHECK(consent IS NULL OR consent IN (
+            'consent','license','public_domain','research_exemption','unknown')),
         consent_expires TEXT,
         status TEXT NOT NULL DEFAULT 'new' CHECK(status IN ('new','ok','no_face','error','blocked')),
         status_reason TEXT,
@@ -226,7 +236,7 @@ MIGRATIONS: list[str] = [
         outcome TEXT NOT NULL CHECK(outcome IN ('added','duplicate','rejected')),
         reason_code TEXT CHECK(reason_code IS NULL OR reason_code IN (
             'zero_byte','truncated','corrupt','not_image','unsupported','too_small','bomb','unsafe_path',
-            'too_large_file','missing','unreadable','blocked','same_bytes','same_pixels')),
+            'too_large_file','missing','unreadable','blocked','too_elongated','same_bytes','same_pixels')),
         reason TEXT,
         seen_at TEXT NOT NULL,
         UNIQUE(source_id, path),
@@ -246,7 +256,8 @@ MIGRATIONS: list[str] = [
         n_faces INTEGER NOT NULL DEFAULT 0 CHECK(n_faces >= 0),
         centroid BLOB,
         split TEXT CHECK(split IS NULL OR split IN ('train','val','test')),
-        consent TEXT CHECK(consent IS NULL OR consent IN ('consent','license','public_domain','research_exemption','unknown')),
+        consent TEXT CHECK(consent IS NULL OR consent IN (
+            'consent','license','public_domain','research_exemption','unknown')),
         consent_expires TEXT
     );
     INSERT INTO people_v3 SELECT id, created_at, n_faces, centroid, split, consent, consent_expires FROM people;
@@ -266,7 +277,7 @@ MIGRATIONS: list[str] = [
         chip_key TEXT,
         crop_key TEXT,
         person_id INTEGER REFERENCES people(id) ON DELETE SET NULL,
-        status TEXT NOT NULL DEFAULT 'ok' CHECK(status IN ('ok','low_quality')),
+        status TEXT NOT NULL DEFAULT 'ok' CHECK(status IN ('ok','low_quality','not_real_face')),
         UNIQUE(image_id, idx)
     );
     INSERT INTO faces_v3 SELECT id, image_id, idx, x, y, w, h, score, detector, landmarks, is_main,
@@ -280,7 +291,7 @@ MIGRATIONS: list[str] = [
         image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
         name TEXT NOT NULL CHECK(length(name) > 0),
         value TEXT NOT NULL,
-        origin TEXT NOT NULL CHECK(origin IN ('folder','manifest','regex','user')),
+        origin TEXT NOT NULL CHECK(origin IN ('folder','manifest','regex','user','self_reported')),
         updated_at TEXT NOT NULL,
         PRIMARY KEY(image_id, name)
     );
@@ -335,5 +346,65 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX decisions_pair ON decisions(kind, face_a, face_b) WHERE face_b IS NOT NULL;
     CREATE UNIQUE INDEX decisions_not_a_person ON decisions(face_a) WHERE kind = 'not_a_person';
     CREATE INDEX decisions_face_b ON decisions(face_b);
+    -- consented collection (portal): campaigns, the consent texts people agreed to, contributions
+    CREATE TABLE campaigns(
+        id INTEGER PRIMARY KEY,
+        slug TEXT NOT NULL UNIQUE CHECK(length(slug) BETWEEN 1 AND 64),
+        title TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        scopes TEXT NOT NULL,               -- JSON list, a subset of CAMPAIGN_SCOPES
+        labels TEXT NOT NULL,               -- JSON [[name, kind], ...] the participant may self-report
+        max_photos INTEGER NOT NULL CHECK(max_photos BETWEEN 1 AND 50),
+        bystanders TEXT NOT NULL DEFAULT 'blur' CHECK(bystanders IN ('blur','reject')),
+        expires TEXT,                       -- consent expiry of every contribution (ISO date)
+        status TEXT NOT NULL DEFAULT 'open' CHECK(status IN ('open','closed')),
+        source_id INTEGER REFERENCES sources(id) ON DELETE SET NULL,
+        created_at TEXT NOT NULL,
+        closed_at TEXT
+    );
+    CREATE TABLE consent_versions(
+        id INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL CHECK(version >= 1),
+        text TEXT NOT NULL,
+        sha256 TEXT NOT NULL CHECK(length(sha256) = 64),
+        created_at TEXT NOT NULL,
+        UNIQUE(campaign_id, version)
+    );
+    CREATE TABLE contributions(
+        id INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+        consent_version_id INTEGER NOT NULL REFERENCES consent_versions(id),
+        code_hash TEXT NOT NULL UNIQUE,     -- sha256 of the withdrawal code; the code itself is never stored
+        person_id INTEGER REFERENCES people(id) ON DELETE SET NULL,
+        status TEXT NOT NULL DEFAULT 'active' CHECK(status IN ('active','withdrawn','expired')),
+        photos INTEGER NOT NULL DEFAULT 0 CHECK(photos >= 0),
+        created_at TEXT NOT NULL,
+        ended_at TEXT
+    );
+    CREATE INDEX contributions_campaign ON contributions(campaign_id, status);
+    CREATE INDEX contributions_person ON contributions(person_id);
+    CREATE TABLE scopes(                    -- what each contributor agreed to, one row per ticked scope
+        contribution_id INTEGER NOT NULL REFERENCES contributions(id) ON DELETE CASCADE,
+        scope TEXT NOT NULL CHECK(scope IN ('dataset','training','publication','commercial')),
+        PRIMARY KEY(contribution_id, scope)
+    );
+    -- erasure journal (harden_a): what a committed erasure still has to shred, written in the erasing
+    -- transaction and removed once done; also export folders being written or replaced (outside the workspace)
+    CREATE TABLE pending_shred(
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK(kind IN ('store','derived','export_folder','partial_export')),
+        target TEXT NOT NULL,               -- store key | 'workspace' (cache/, sheets/, report) | folder path
+        reason TEXT NOT NULL,               -- forget | blur | purge | export ...
+        pid INTEGER,                        -- partial_export: the writing process (alive = still writing)
+        export_id INTEGER,
+        created_at TEXT NOT NULL,
+        UNIQUE(kind, target)
+    );
+    -- detection v2 (W_detect): the real-human-face verifier's verdict per face; a face it rejects has
+    -- status 'not_real_face' and its kind here (cartoon, painting, ...); p_real its P(real)
+    ALTER TABLE faces ADD COLUMN kind TEXT CHECK(kind IS NULL OR kind IN
+        ('real','cartoon','painting','render','sculpture','object','animal'));
+    ALTER TABLE faces ADD COLUMN p_real REAL CHECK(p_real IS NULL OR (p_real >= 0 AND p_real <= 1));
     """,
 ]

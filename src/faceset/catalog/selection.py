@@ -99,6 +99,8 @@ _R = {r.code: r for r in [
     Rule("not_main_face", lambda c, s, ids: s.faces == "main" and not c.is_main, False),
     Rule("no_main_face", lambda c, s, ids: c.face_id is None, True),
     Rule("low_quality", lambda c, s, ids: c.face_status == "low_quality" and not s.include_low_quality, True),
+    # W_detect: the real-human-face verifier rejected the face (drawn, painted, rendered, sculpted, animal...)
+    Rule("not_real_face", lambda c, s, ids: c.face_status == "not_real_face", True),
     Rule("no_chip", lambda c, s, ids: s.cut == "chip" and not c.chip_key, False),
     Rule("no_crop", lambda c, s, ids: s.cut == "crop" and not c.crop_key, False),
     Rule("consent_expired", lambda c, s, ids: c.consent.expired(s.today), False),
@@ -112,13 +114,13 @@ _R = {r.code: r for r in [
 
 # The order of precedence, per unit: the first rule that holds names the reason.
 FACE_RULES: tuple[Rule, ...] = tuple(_R[k] for k in (
-    "not_scanned", "no_face", "error", "blocked", "near_duplicate", "not_main_face", "low_quality",
+    "not_scanned", "no_face", "error", "blocked", "near_duplicate", "not_main_face", "not_real_face", "low_quality",
     "no_chip", "no_crop", "consent_expired", "consent_unknown", "no_label", "no_split", "other_split",
     "per_person_cap_or_balance"))
 # A photo goes out when its main face is a dataset face; consent and label are the photo's.
 IMAGE_RULES: tuple[Rule, ...] = tuple(_R[k] for k in (
     "not_scanned", "no_face", "error", "blocked", "near_duplicate", "consent_expired", "consent_unknown",
-    "no_label", "no_main_face", "low_quality", "no_split", "other_split", "per_person_cap_or_balance"))
+    "no_label", "no_main_face", "not_real_face", "low_quality", "no_split", "other_split", "per_person_cap_or_balance"))
 REASON_CODES = tuple(_R)
 
 

@@ -82,6 +82,9 @@ def status(workspace: Optional[Path] = WorkspaceOpt, as_json: bool = JsonOpt):
                     rows.append([n, f"... {len(top) - 15} more values", sum(c for _, c in top[15:])])
             console.print(table("labels", ["label", "value", "count"], rows))
         console.print(f"faces: {s['faces']}   people: {s['people']}   rejected files: {s['rejected_files']}")
+        if s.get("pending_erasures"):  # harden_a: committed erasures not shredded yet (finished by the next write)
+            console.print("[yellow]pending erasures:[/yellow] " + ", ".join(
+                f"{k} {v}" for k, v in s["pending_erasures"].items()) + " (run `faceset verify --repair` to finish)")
 
     emit(as_json, s, human)
 
@@ -100,10 +103,22 @@ def _root(
 
 def _register() -> None:
     # Each stage module adds its commands with register(app).
-    from . import curate_cmds, demo_cmds, export_cmds, ingest_cmds, privacy_cmds, scan_cmds, serve_cmds, train_cmds
+    from . import (
+        campaign_cmds,
+        curate_cmds,
+        demo_cmds,
+        export_cmds,
+        ingest_cmds,
+        privacy_cmds,
+        scan_cmds,
+        serve_cmds,
+        train_cmds,
+        verify_cmds,
+    )
 
     # serve_cmds last: its `people` / `dedup` groups replace (and call) curate's plain commands
-    for m in (ingest_cmds, scan_cmds, curate_cmds, export_cmds, privacy_cmds, train_cmds, demo_cmds, serve_cmds):
+    for m in (ingest_cmds, scan_cmds, verify_cmds, curate_cmds, export_cmds, privacy_cmds, train_cmds, demo_cmds,
+              campaign_cmds, serve_cmds):
         m.register(app)
 
 

@@ -35,6 +35,9 @@ def ingest_cmd(
                                    help="Reject images with more pixels (decompression bombs)."),
     max_file_mb: int = typer.Option(256, "--max-file-mb", help="Reject files (or archive members) larger than this."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Decode processes (default 2; 1 = in-process)."),
+    confine: bool = typer.Option(False, "--confine",
+                                 help="Manifest rows may only name files inside the manifest's folder (default: "
+                                      "any readable path)."),
     show_rejects: int = typer.Option(20, "--show-rejects", help="How many rejected files to list (0: none)."),
     workspace: Optional[Path] = WorkspaceOpt,
     as_json: bool = JsonOpt,
@@ -44,20 +47,21 @@ def ingest_cmd(
     Exit codes: 0 done (per-file rejections are counted, not errors); 2 usage or fatal error, nothing written.
     """
     from ..ingest import IngestError, check_request, ingest
-    from ..workspace import MARKER, default_path
+    from ..workspace import MARKER, WorkspaceError, default_path, require_folder
 
     if not ((workspace or default_path()) / MARKER).exists():
         try:  # refuse before creating anything
+            require_folder(workspace or default_path())
             check_request(src, license=license, consent=consent, source_name=source_name, labels=labels,
-                          label_map=label_map, max_file_bytes=max_file_mb * 2**20)
-        except IngestError as e:
+                          label_map=label_map, max_file_bytes=max_file_mb * 2**20, confine=confine)
+        except (IngestError, WorkspaceError) as e:
             fail(str(e))
         err.print(f"creating workspace {workspace or default_path()}")
     ws = ws_open(workspace, create=True)
     try:
         rep = ingest(ws, list(src), license=license, consent=consent, source_name=source_name, labels=labels,
                      label_map=label_map, workers=workers, min_side=min_side, max_pixels=max_pixels,
-                     max_file_bytes=max_file_mb * 2**20,
+                     max_file_bytes=max_file_mb * 2**20, confine=confine,
                      progress=not as_json)
     except IngestError as e:
         fail(str(e))

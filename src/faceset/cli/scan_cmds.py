@@ -9,6 +9,12 @@ import typer
 
 from .common import JsonOpt, WorkspaceOpt, console, emit, err, fail, table, ws_open
 
+DetectorOpt = typer.Option("centerface", "--detector",
+                           help="centerface (CNN, default) | yunet (CNN) | cascade (dlib HOG/MMOD).")
+VerifierOpt = typer.Option("auto", "--verifier",
+                           help="Real-human-face check per face: auto (default: fast, MobileNet where unsure) "
+                                "| full (MobileNet for every face) | fast | off.")
+
 
 def register(app: typer.Typer) -> None:
     app.command(name="scan")(scan_cmd)
@@ -21,6 +27,8 @@ def scan_cmd(
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes (default: all cores)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address",
                                               help="Join this Ray cluster (default: a local Ray)."),
+    detector: str = DetectorOpt,
+    verifier: str = VerifierOpt,
     workspace: Optional[Path] = WorkspaceOpt,
     as_json: bool = JsonOpt,
 ):
@@ -33,12 +41,14 @@ def scan_cmd(
     if workers is not None and workers < 1:
         fail("--workers must be >= 1")
     ws = ws_open(workspace)
-    rep = scan(ws, engine=engine, workers=workers, ray_address=ray_address, progress=not as_json)
+    rep = scan(ws, engine=engine, workers=workers, ray_address=ray_address, progress=not as_json,
+               detector=detector, verifier=verifier)
     d = rep.to_dict()
 
     def human():
         rows = [["images scanned", rep.scanned], ["  with faces", rep.ok], ["  no face", rep.no_face],
                 ["  errors", rep.errors], ["faces", rep.faces], ["  low quality", rep.low_quality],
+                ["  not a real face (kept, left out)", rep.not_real],
                 ["  blocked (not stored)", rep.blocked]]
         console.print(table("scan", ["outcome", "count"], rows))
         console.print(f"{rep.seconds:.1f} s, {rep.images_per_s:.2f} images/s, engine {rep.engine} x{rep.workers}")
@@ -52,12 +62,14 @@ def scan_cmd(
 
 def detect_cmd(
     images: List[Path] = typer.Argument(..., help="Image files (no workspace needed)."),
+    detector: str = DetectorOpt,
+    verifier: str = VerifierOpt,
     as_json: bool = JsonOpt,
 ):
     """Find faces in image files: boxes [x, y, w, h], scores, 5-point landmarks; or why an image was rejected."""
     from ..scan import detect
 
-    recs = detect(images)
+    recs = detect(images, detector=detector, verifier=verifier)
 
     def human():
         rows = []

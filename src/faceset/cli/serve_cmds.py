@@ -190,5 +190,8 @@ def register(app: typer.Typer) -> None:
     # Replace the plain `people` / `dedup` commands with groups that run them when called bare.
     app.registered_commands[:] = [c for c in app.registered_commands
                                   if (c.name or getattr(c.callback, "__name__", "")) not in ("people", "dedup")]
+    from .curate_cmds import people_review  # issue #10: assisted review, with the other people verbs
+
+    people_app.command("review")(people_review)
     app.add_typer(people_app, name="people")
     app.add_typer(dedup_app, name="dedup")
