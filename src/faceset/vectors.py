@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .catalog.faces import EMBED_DIM
+from .index import _fsync_dir, _overwrite  # the one zero-fill + dir fsync for derived vector files
 
 __all__ = ["Vectors", "open_vectors", "sync", "shred", "sidecar_dir"]
 
@@ -183,26 +184,3 @@ def _shred_other_generations(d: Path, keep: int) -> None:
         if len(parts) == 3 and parts[0] in ("ids", "vec") and parts[1].isdigit() and int(parts[1]) != keep:
             _overwrite(f)
             f.unlink()
-
-
-def _overwrite(path: Path) -> None:
-    size = path.stat().st_size
-    block = b"\0" * (1 << 20)
-    with open(path, "r+b") as f:
-        left = size
-        while left > 0:
-            f.write(block[: min(left, len(block))])
-            left -= len(block)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
