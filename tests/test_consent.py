@@ -131,3 +131,19 @@ def test_exports_follow_the_effective_basis(curated_ws, tmp_path):
     for basis in {eff.faces[f].basis for f in after}:
         assert f"`{basis}`" in sheet
     ws.close()
+
+
+def test_consent_expire_is_the_campaign_expiry_dry_run_by_default(tmp_path):
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from faceset import init_workspace
+    from faceset.cli import app
+
+    init_workspace(tmp_path / "ws").close()
+    a = CliRunner().invoke(app, ["consent", "expire", "-w", str(tmp_path / "ws"), "--json"])
+    b = CliRunner().invoke(app, ["campaign", "expire", "-w", str(tmp_path / "ws"), "--json"])
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    assert _json.loads(a.output) == _json.loads(b.output)
+    assert _json.loads(a.output)["dry_run"] is True

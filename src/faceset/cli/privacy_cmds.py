@@ -164,6 +164,18 @@ def consent_set(
          lambda: console.print(f"basis set to {basis}" + (f" until {expires}" if expires else "")))
 
 
+@consent_app.command("expire")
+def consent_expire(apply: bool = typer.Option(False, "--apply", help="Erase (default: dry run, counts only)."),
+                   workspace: Optional[Path] = WorkspaceOpt, as_json: bool = JsonOpt):
+    """Contributors whose consent expired: counted (dry run), or erased and blocked like a withdrawal."""
+    from ..collect import expire as do
+
+    out = do(ws_open(workspace), dry_run=not apply)
+    emit(as_json, out, lambda: console.print(
+        f"{'would erase' if out['dry_run'] else 'erased'} {out['contributions']} contributions whose consent expired"
+        + ("" if out["dry_run"] else f" ({out['images_erased']} photos)"), highlight=False))
+
+
 @consent_app.command("blocklist")
 def consent_blocklist(workspace: Optional[Path] = WorkspaceOpt, as_json: bool = JsonOpt):
     """People who asked to be forgotten (ids and dates only; templates are never shown)."""
