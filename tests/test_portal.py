@@ -127,6 +127,12 @@ def test_contribute_receipt_withdraw_and_no_trace(portal, data_dir):
     sheet = (out / "datasheet.md").read_text()
     assert "### Consented collection" in sheet and collect.campaign_info(ws, "faces-2026").consent_sha256 in sheet
     assert "`dataset` 1" in sheet and "self_reported" in sheet and "gender" in sheet
+    import csv
+
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(r["self_reported"] == "gender" for r in rows if r.get("label_gender")), rows
+    assert any(r.get("label_gender") for r in rows)
     card = "\n".join(collect.card_lines_for("export", str(out)) + collect.card_lines_for("workspace", str(ws.root)))
     assert card.count(collect.campaign_info(ws, "faces-2026").consent_sha256) == 2 and "self_reported" in card
     assert len(select_items(ws, what="crops", salt="x").items) == 2

@@ -164,6 +164,15 @@ class Labels(Repo):
                JOIN images i ON i.id = f.image_id
                WHERE f.is_main = 1 AND i.dup_of IS NULL AND l.value != ''
                GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""")]
+    def self_reported(self, image_ids: Iterable[int]) -> dict[int, list[str]]:
+        """image id -> names of its labels the person in it reported themselves (the portal), sorted."""
+        out: dict[int, list[str]] = {}
+        for part in chunks(sorted({int(i) for i in image_ids})):
+            for r in self.db.q(f"SELECT image_id, name FROM labels WHERE origin='self_reported' AND image_id IN "
+                               f"({placeholders(len(part))}) ORDER BY name", part):
+                out.setdefault(r[0], []).append(r[1])
+        return out
+
     # (end of section: export)
     # -- section: privacy --
     # (end of section: privacy)

@@ -48,8 +48,10 @@ class Item:
     consent: str
     quality: float | None = None
     blur_boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    self_reported: tuple[str, ...] = ()  # label names the person reported themselves (consented collection)
 
     def manifest_row(self, file: str) -> dict:
+        extra = {"self_reported": ",".join(self.self_reported)} if self.self_reported else {}
         return {
             "id": self.uid,
             "file": file,
@@ -60,6 +62,7 @@ class Item:
             "source": self.source,
             "license": self.license,
             "consent": self.consent,
+            **extra,
         }
 
 
@@ -132,6 +135,7 @@ def select_items(
     if no_scope:
         result.kept[:] = [r for r in result.kept if "dataset" in scopes.get(r.face_id, ("dataset",))]
         result.left_out["scope_not_given"] += no_scope
+    reported = c.labels.self_reported(r.image_id for r in result.kept)
     for r in result.kept:
         img_labels = labels.get(r.image_id, {}) if (what == "images" or r.is_main) else {}
         key = {"chips": r.chip_key, "crops": r.crop_key}.get(what, r.store_key)
@@ -152,6 +156,7 @@ def select_items(
                 consent=r.consent.basis,
                 quality=r.quality,
                 blur_boxes=bystanders.get(r.image_id, []),
+                self_reported=tuple(n for n in reported.get(r.image_id, ()) if n in img_labels),
             )
         )
     unknown_kept = sum(1 for r in result.kept if r.consent.basis == "unknown")
