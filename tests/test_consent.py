@@ -147,3 +147,22 @@ def test_consent_expire_is_the_campaign_expiry_dry_run_by_default(tmp_path):
     assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
     assert _json.loads(a.output) == _json.loads(b.output)
     assert _json.loads(a.output)["dry_run"] is True
+
+
+def test_consent_set_accepts_the_aliases_ingest_accepts_and_names_the_closest(tmp_path, data_dir):
+    import pytest as _pytest
+
+    from faceset import init_workspace
+    from faceset.ingest import ingest
+    from faceset.privacy.consent import ConsentError, ledger, set_consent
+
+    ws = init_workspace(tmp_path / "ws")
+    ingest(ws, [data_dir / "identities" / "john_simm"], license="x", consent="consent", source_name="team",
+           progress=False)
+    assert set_consent(ws, "Research-Exemption", source="team") == 1
+    assert ledger(ws)["sources"][0]["basis"] == "research_exemption"
+    assert set_consent(ws, "licence", source="team") == 1
+    assert ledger(ws)["sources"][0]["basis"] == "license"
+    with _pytest.raises(ConsentError, match="did you mean public_domain"):
+        set_consent(ws, "public-domian", source="team")
+    ws.close()

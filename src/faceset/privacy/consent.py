@@ -51,6 +51,19 @@ def effective_consent(ws: Workspace) -> EffectiveConsent:
     return EffectiveConsent(images=c.effective_images(), faces=c.effective())
 
 
+def normalize_basis(basis: str) -> str:
+    """The stored spelling of a basis: the same aliases ingest accepts (``licence``, ``research-exemption``,
+    any case), else a ConsentError naming the closest valid one."""
+    from ..ingest.sources import IngestError, normalize_consent  # one alias table for both entry points
+
+    try:
+        return normalize_consent(basis, "--basis")
+    except IngestError as e:
+        msg = str(e)
+        hint = msg[msg.index(" (did you mean"):] if " (did you mean" in msg else ""
+        raise ConsentError(f"unknown basis {basis!r}: use one of {', '.join(CONSENT_BASES)}{hint}") from None
+
+
 def _check(basis: str, expires: str | None) -> str | None:
     if basis not in CONSENT_BASES:
         raise ConsentError(f"unknown basis {basis!r}: use one of {', '.join(CONSENT_BASES)}")
@@ -72,6 +85,7 @@ def set_consent(
     expires: str | None = None,
 ) -> int:
     """Record a basis for exactly one source, person or image; returns rows changed. Audited."""
+    basis = normalize_basis(basis)
     expires = _check(basis, expires)
     targets = [t for t in (source, person, image) if t is not None]
     if len(targets) != 1:
