@@ -99,6 +99,15 @@ def merge_people(ws: Workspace, keep: int, others: int | Sequence[int]) -> Decis
                           deleted_people=deleted, exports_stale=stale)
 
 
+def _persons_of(rv, face_ids: list[int]) -> dict:
+    """face id -> its person (None if unassigned); NotFound naming the ids that do not exist."""
+    person_of = rv.persons_of_faces(face_ids)
+    missing = [f for f in face_ids if f not in person_of]
+    if missing:
+        raise NotFound(f"no face {', '.join(map(str, missing[:10]))}")
+    return person_of
+
+
 def split_faces(ws: Workspace, face_ids: Sequence[int], *, into: int | None = None) -> DecisionReport:
     """Move faces off their person(s): into a new person (``into`` None) or person ``into``. Records a
     cannot-link between each moved face and the anchor of the person it left, and a must-link tying the
@@ -109,10 +118,7 @@ def split_faces(ws: Workspace, face_ids: Sequence[int], *, into: int | None = No
     rv = _review(ws)
     c = ws.catalog
     with c.tx():
-        person_of = rv.persons_of_faces(face_ids)
-        missing = [f for f in face_ids if f not in person_of]
-        if missing:
-            raise NotFound(f"no face {', '.join(map(str, missing[:10]))}")
+        person_of = _persons_of(rv, face_ids)
         if into is not None:
             into = _ids([into], "target person")[0]
             if rv.person(into) is None:
@@ -153,10 +159,7 @@ def mark_not_a_person(ws: Workspace, face_ids: Sequence[int]) -> DecisionReport:
     rv = _review(ws)
     c = ws.catalog
     with c.tx():
-        person_of = rv.persons_of_faces(face_ids)
-        missing = [f for f in face_ids if f not in person_of]
-        if missing:
-            raise NotFound(f"no face {', '.join(map(str, missing[:10]))}")
+        person_of = _persons_of(rv, face_ids)
         people = sorted({p for p in person_of.values() if p is not None})
         n_dec = rv.add_decisions("not_a_person", [(f, None) for f in face_ids])
         stale = _stale(ws, face_ids)
