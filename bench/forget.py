@@ -200,11 +200,7 @@ def wild_cv(quick: bool = False, cache: Path | None = None) -> dict:
     from faceset.curate.cluster import DEFAULT
     from faceset.curate.match import params_for
 
-    data = C.load(cache or C.D.DEFAULT_CACHE, tta=False)
-    if quick:
-        keep = np.random.default_rng(0).permutation(len(data["x_u"]))[:1500]
-        for k in ("x_u", "raw_u", "y_u", "q_u"):
-            data[k] = data[k][keep]
+    data = C.load_product(cache, quick=quick)
     halves = C.folds(data["y_w"], data["g_w"])
     out = {"lfw_faces": int(len(data["x_w"])), "lfw_people": int(len(set(data["y_w"]))),
            "distractors": int(len(data["x_u"])), "per_selfies": {}}

@@ -62,6 +62,17 @@ def load(cache: Path, tta: bool) -> dict:
             "utk_photos": int(u.get("photos_done", u["n_images"])), "utk_total": int(u["n_images"])}
 
 
+
+def load_product(cache: Path | None = None, *, quick: bool = False) -> dict:
+    """What the product stores (raw embeddings, no TTA); ``quick``: a seeded 1,500-face distractor sample.
+    bench/people.py and bench/forget.py read the same data through this."""
+    data = load(cache or D.DEFAULT_CACHE, tta=False)
+    if quick:
+        keep = np.random.default_rng(0).permutation(len(data["x_u"]))[:1500]
+        for k in ("x_u", "raw_u", "y_u", "q_u"):
+            data[k] = data[k][keep]
+    return data
+
 def folds(y: np.ndarray, g: np.ndarray, seed: int = 0) -> list[set]:
     rng = np.random.default_rng(seed)
     people = sorted(set(y))

@@ -39,6 +39,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import measure  # noqa: E402
+
 DATA = Path(os.environ.get("FACESET_DATA", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "bench" / "results"
 PEER_T = 0.6
@@ -167,30 +170,9 @@ def synthetic(emb: np.ndarray, n: int, seed=0, per=10) -> tuple[np.ndarray, np.n
 
 
 def timed(fn):
-    """(result, seconds, peak MiB above the starting RSS): RSS sampled every 5 ms, so memory
-    allocated by dlib's C++ counts as well as numpy's."""
-    import threading
-
-    import psutil
-
-    proc = psutil.Process()
-    base = proc.memory_info().rss
-    peak = [base]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.005)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    t = time.perf_counter()
-    out = fn()
-    s = time.perf_counter() - t
-    done.set()
-    th.join()
-    return out, round(s, 2), round((max(peak[0], proc.memory_info().rss) - base) / 2**20, 1)
+    """(result, seconds, peak MiB above the starting RSS)."""
+    out, s, _, above = measure.timed(fn)
+    return out, round(s, 2), above
 
 
 def wild_cv(quick: bool = False, cache: Path | None = None) -> dict:
@@ -199,11 +181,7 @@ def wild_cv(quick: bool = False, cache: Path | None = None) -> dict:
     import identity_cv as C
     from faceset.curate.cluster import DEFAULT, cluster
 
-    data = C.load(cache or C.D.DEFAULT_CACHE, tta=False)
-    if quick:
-        keep = np.random.default_rng(0).permutation(len(data["x_u"]))[:1500]
-        for k in ("x_u", "raw_u", "y_u", "q_u"):
-            data[k] = data[k][keep]
+    data = C.load_product(cache, quick=quick)
     halves = C.folds(data["y_w"], data["g_w"])
     ts = (0.50, 0.54, 0.58) if quick else (0.48, 0.50, 0.52, 0.54, 0.56, 0.58)
     grid = [DEFAULT.with_(threshold=t) for t in ts]

@@ -33,7 +33,6 @@ import platform
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +44,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 OUT = ROOT / "bench" / "results"
 
+import measure  # noqa: E402
 from people import pairwise  # noqa: E402
 from scale_synth import default_synth  # noqa: E402
 
@@ -53,29 +53,7 @@ ADD = 10_000
 ANN_MIN = 50_000  # the all-rows graph goes through HNSW from this many faces (faceset.index.EXACT_BELOW)
 
 
-def timed(fn):
-    """(result, seconds, peak RSS MiB, peak MiB above the starting RSS)."""
-    import psutil
-
-    proc = psutil.Process()
-    base = proc.memory_info().rss
-    peak = [base]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.005)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    t = time.perf_counter()
-    out = fn()
-    s = time.perf_counter() - t
-    done.set()
-    th.join()
-    p = max(peak[0], proc.memory_info().rss)
-    return out, round(s, 4), round(p / 2**20, 1), round((p - base) / 2**20, 1)
+timed = measure.timed
 
 
 @contextmanager
