@@ -446,14 +446,16 @@ def _by_selfie(ws: Workspace, selfie: bytes, campaign_id: int | None) -> tuple[i
 
 
 def _erase_contribution(ws: Workspace, cid: int, pid: int | None, campaign_id: int, status: str) -> WithdrawReport:
-    from ..privacy.forget import ErasurePlan, apply, find_matches, plan
+    from ..privacy.forget import CERTAIN, ErasurePlan, apply, find_matches, plan
 
     c = ws.catalog
     camp = c.campaigns.by_id(campaign_id)
     src = camp.source_id if camp is not None else None
     images = set(c.campaigns.images_of_contribution(src, cid)) if src is not None else set()
     emb = c.faces.embeddings(person_id=pid).vectors if pid is not None else np.zeros((0, 128), np.float32)
-    matches = find_matches(ws, [], selfie_emb=emb) if len(emb) else []
+    # Their own contribution goes whole; elsewhere only *certain* matches are erased without a person
+    # looking (a 'review' match may be someone else: the curator handles those with `faceset forget`).
+    matches = [m for m in (find_matches(ws, [], selfie_emb=emb) if len(emb) else []) if m.certainty == CERTAIN]
     p = plan(matches)
     erase_images = set(p.erase_images) | images
     faces = set(p.faces) | set(c.faces.ids_in_images(images))
