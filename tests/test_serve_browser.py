@@ -1,12 +1,14 @@
 """`faceset serve` in a real browser (Playwright driving Debian's chromium) on a copy of the curated workspace:
 merge, split, keeper, label fix, a forget request end to end (byte search afterwards), plus raw-HTTP checks of
 traversal URLs, hostile uploads and the token/CSRF guards of a server bound with --token. Screenshots of the
-people and forget pages go to docs/img/ (the README shows them)."""
+people and forget pages go to a temporary folder (to docs/img/, shown by the README, with
+FACESET_SCREENSHOTS=docs/img)."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import shutil
 import signal
@@ -26,7 +28,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install -y chromium)")
 
 FACESET = str(Path(sys.executable).parent / "faceset")
-DOCS_IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
+# Tests write only to temporary folders: the README's screenshots are refreshed on request,
+# `FACESET_SCREENSHOTS=docs/img pytest tests/test_serve_browser.py`.
+DOCS_IMG = Path(os.environ["FACESET_SCREENSHOTS"]).resolve() if os.environ.get("FACESET_SCREENSHOTS") else None
 WHO = "angelina_jolie"
 
 
@@ -110,9 +114,10 @@ def page(browser):
     ctx.close()
 
 
-def _shot(pg, name: str) -> Path:
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    out = DOCS_IMG / name
+def _shot(pg, name: str, tmp: Path) -> Path:
+    folder = DOCS_IMG or tmp
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / name
     pg.screenshot(path=str(out))
     if out.stat().st_size >= 280_000:  # face mosaics compress badly: 256 colours are plenty for the README
         from PIL import Image
@@ -123,12 +128,12 @@ def _shot(pg, name: str) -> Path:
     return out
 
 
-def test_merge_two_people_sticks_across_a_people_rerun(live, page):
+def test_merge_two_people_sticks_across_a_people_rerun(live, page, tmp_path):
     root, base = live["root"], live["base"]
     (a, _), (b, nb) = _q(root, "SELECT id, n_faces FROM people WHERE n_faces >= 2 ORDER BY n_faces DESC, id LIMIT 2")
     faces_b = [r[0] for r in _q(root, "SELECT id FROM faces WHERE person_id=?", (b,))]
     page.goto(base + "/people")
-    _shot(page, "serve-people.png")
+    _shot(page, "serve-people.png", tmp_path)
     page.check(f"input[name=other][value='{b}']")
     page.check(f"input[name=keep][value='{a}']")
     page.click("text=merge ticked into kept")
@@ -184,7 +189,7 @@ def test_choose_a_duplicate_keeper(live, page):
     assert _q(root, "SELECT dup_of FROM images WHERE id=?", (old,))[0][0] == iid
 
 
-def test_forget_request_end_to_end(live, page, data_dir):
+def test_forget_request_end_to_end(live, page, data_dir, tmp_path):
     root, base = live["root"], live["base"]
     labels = read_labels(data_dir / "identities")
     selfie = data_dir / "identities" / sorted(r["file"] for r in labels if r["identity"] == WHO)[0]
@@ -194,7 +199,7 @@ def test_forget_request_end_to_end(live, page, data_dir):
     page.wait_for_url(re.compile(r"/forget/[\w-]+$"))
     ticked = [int(x) for x in page.eval_on_selector_all("input[name=face]:checked", "els => els.map(e => e.value)")]
     assert len(ticked) >= 3
-    _shot(page, "serve-forget.png")
+    _shot(page, "serve-forget.png", tmp_path)
     assert str(selfie.name) not in page.content() and WHO not in page.url
 
     # what must be gone afterwards: her faces' embeddings, chips, and the stored photos where she is the subject

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 from dataclasses import asdict, dataclass, field
@@ -361,36 +362,70 @@ def _safe_name(name: str | None, k: int) -> str:
 
 
 def _store(ws: Workspace, camp, rep: ContributionReport, keep, scopes, labs) -> None:
-    from ..scan import ScanReport, _write
+    """Scan, then store the contribution, its images, faces and person in ONE transaction.
+
+    Why one: the participant gets a receipt only when this returns. A crash (even kill -9) before the
+    commit leaves no contribution, image or face row, and the objects already written are journalled for
+    shredding, so a retry is accepted as new and nothing of a person without a receipt stays; a crash
+    after it leaves a complete contribution. No half-scanned contribution without a person exists.
+    """
+    from ..privacy.redact import finish_erasures
     from ..scan.pipeline import process
+
+    c = ws.catalog
+    finish_erasures(ws)  # what a contribution killed before its commit left behind goes first
+    # the stored, blurred copies go through scan's own worker first: pure computation, nothing written yet
+    results = [process((None, d.clean)) for _, _, d in keep]
+    # Journal every object this contribution will write (photos, chips, crops) before writing it: if the
+    # process dies before the commit, the next finish_erasures shreds them (a person who got no receipt
+    # cannot withdraw, so nothing of theirs may stay); the commit below takes them off the journal.
+    mine = [hashlib.sha256(d.clean).hexdigest() for _, _, d in keep]
+    mine += [hashlib.sha256(f[k]).hexdigest() for r in results for f in r["faces"] for k in ("chip", "crop")]
+    with c.tx():
+        c.erasures.plan("store", mine, "contribution in progress", pid=os.getpid())
+    try:
+        _commit(ws, camp, rep, keep, scopes, labs, results, mine)
+    except BaseException:
+        live = c.images.referenced_keys()
+        for k in mine:
+            if k not in live:
+                ws.store.delete(k)
+        with c.tx():
+            for k in mine:
+                c.erasures.done_target("store", k)
+        raise
+
+
+def _commit(ws: Workspace, camp, rep: ContributionReport, keep, scopes, labs, results, mine) -> None:
+    from ..scan import ScanReport, _write
 
     c = ws.catalog
     keys = [ws.store.put(d.clean, sync=False) for _, _, d in keep]
     ws.store.sync()
     code = secrets.token_urlsafe(15)
     image_ids = []
+    srep = ScanReport()
     with c.tx():
         pid = c.campaigns.new_person(consent_expires=camp.expires)
         cid = c.campaigns.add_contribution(camp.id, camp.consent_version_id, code_hash(code), pid, len(keep), scopes)
         prefix = c.campaigns.contribution_path_prefix(cid)
-        for n, ((_, data, d), key) in enumerate(zip(keep, keys), 1):
+        for n, ((_, data, d), key, res) in enumerate(zip(keep, keys, results), 1):
             iid = c.images.add(pixel_sha=d.pixel_sha, sha256=hashlib.sha256(data).hexdigest(), store_key=key,
                                format=d.format, width=d.width, height=d.height, nbytes=len(d.clean),
                                source_id=camp.source_id, license=None, consent=None, consent_expires=camp.expires)
             c.images.record_file(camp.source_id, f"{prefix}{n}", sha256=hashlib.sha256(data).hexdigest(),
                                  size=len(data), image_id=iid, outcome="added")
             c.labels.add_missing(iid, labs, "self_reported")
+            res["image_id"] = iid
             image_ids.append(iid)
-        c.audit("campaign.contribute", campaign=camp.slug, photos=len(keep), rejected=len(rep.rejected),
-                scopes=scopes, consent_version=camp.consent_version, bystanders_blurred=rep.blurred_faces)
-    # scan exactly these photos (the stored, blurred copies) with scan's own worker and writer
-    srep = ScanReport()
-    for iid, key in zip(image_ids, keys):
-        _write(ws, [process((iid, ws.store.get(key)))], srep)
-    with c.tx():
+        _write(ws, results, srep)  # joins this transaction (nested tx)
         mains = c.faces.main_of(image_ids)
         c.people.assign({fid: pid for fid in mains.values()})
         c.people.refresh_centroids([pid])
+        c.audit("campaign.contribute", campaign=camp.slug, photos=len(keep), rejected=len(rep.rejected),
+                scopes=scopes, consent_version=camp.consent_version, bystanders_blurred=rep.blurred_faces)
+        for k in mine:
+            c.erasures.done_target("store", k)
     rep.accepted = len(keep)
     rep.code = code
 

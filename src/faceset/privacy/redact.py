@@ -183,6 +183,9 @@ def finish_erasures(ws: Workspace) -> Finished:
     done: list[int] = []
     live = None
     for t in tasks:
+        if t.kind == "store" and alive(t.pid):  # a contribution still being stored (collect._store)
+            out.pending += 1
+            continue
         if t.kind == "store":
             live = c.images.referenced_keys() if live is None else live
             if t.target not in live and ws.store.delete(t.target):
