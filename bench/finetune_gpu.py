@@ -1,7 +1,7 @@
 """Self-contained fine-tuning benchmark: UTKFace gender, backbone unfrozen, sized for <= 5 minutes on one H100.
 
     python bench/finetune_gpu.py                 # GPU: all 9.8k chips, up to 6 epochs
-    python bench/finetune_gpu.py --quick         # CPU smoke run: 384 images, 1 epoch (proves it works)
+    python bench/finetune_gpu.py --quick         # CPU smoke run: 160 images, 1 epoch (proves it works)
 
 Decodes the chips ONCE into a uint8 tensor (per-epoch JPEG decoding cannot feed a GPU: docs/train.md),
 resized to 224 px (no detector: the chips are already aligned faces, and the GPU box has no crop cache).
@@ -60,7 +60,7 @@ def load(limit: int | None, workers: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="CPU smoke run: 384 images, 1 epoch")
+    ap.add_argument("--quick", action="store_true", help="CPU smoke run: 160 images, 1 epoch")
     ap.add_argument("--backbone", default="mobilenet_v2")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--batch", type=int, default=256)
@@ -75,7 +75,7 @@ def main() -> None:
     from faceset.train.finetune import device, fit, model_only_rate
     from faceset.train.train import fit_head
 
-    limit, epochs, batch = (384, 1, 32) if args.quick else (None, args.epochs, args.batch)
+    limit, epochs, batch = (160, 1, 32) if args.quick else (None, args.epochs, args.batch)
     t0 = time.perf_counter()
     x, y, split, t_decode = load(limit, args.workers)
     tr, va, te = (split == "train"), (split == "val"), (split == "test")

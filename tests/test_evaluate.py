@@ -83,6 +83,11 @@ def test_abstention_reports_coverage_and_accuracy_per_group():
     assert at["coverage_target"] == 0.95 and at["coverage"] >= 7 / 8
     per = at["groups"]["g"]["per_group"]
     assert per["a"]["coverage"] == 1.0 and per["a"]["accuracy"] == 1.0 and per["b"]["n"] == 4
+    # coverage vs accuracy per group at each threshold: b answers 1 of 4 at 0.6 (and gets it right), all at 0.5
+    curve = {r["threshold"]: r for r in ab["by_group"]["g"]["b"]}
+    assert curve[0.5]["coverage"] == 1.0 and curve[0.5]["accuracy"] == 0.5
+    assert curve[0.6]["coverage"] == 0.25 and curve[0.6]["accuracy"] == 1.0
+    assert all(r["coverage"] == 1.0 for r in ab["by_group"]["g"]["a"][:5])
     # per-group calibration sits next to accuracy
     g = m["groups"]["g"]["per_group"]
     assert g["a"]["ece"] < 0.05 and g["b"]["ece"] > 0.1
@@ -118,3 +123,41 @@ def test_default_backbone_is_the_measured_winner():
     assert res["winner"]["backbone"] == DEFAULT_BACKBONE in names()
     assert inspect.signature(train).parameters["backbone"].default == DEFAULT_BACKBONE
     assert inspect.signature(train_cmd).parameters["backbone"].default.default is None  # resolved to the default
+
+
+def test_balance_cells_pool_children_and_default_resolves_to_data_columns():
+    """race@13+ weights (class, race) over ages 13+ and pools younger faces; missing columns -> class weights."""
+    import numpy as np
+
+    from faceset.train.train import DEFAULT_BALANCE_BY, balance_cells, resolve_balance, sample_weights
+
+    groups = [{"race": "Asian", "age_group": "3-12"}, {"race": "Asian", "age_group": "20-39"},
+              {"race": "White", "age_group": "20-39"}, {"race": "White", "age_group": "0-2"}, {"race": "Black"}]
+    assert balance_cells(groups, "race@13+") == ["under-13", "Asian", "White", "under-13", "Black"]
+    assert balance_cells(groups, "race,age_group") == ["Asian|3-12", "Asian|20-39", "White|20-39", "White|0-2",
+                                                       "Black|"]
+    assert resolve_balance("default", groups) == DEFAULT_BALANCE_BY
+    assert resolve_balance("default", [{"age": "30"}]) is None and resolve_balance("none", groups) is None
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    cells = balance_cells([{"race": "A", "age_group": "20-39"}] * 5 + [{"race": "B", "age_group": "40-59"}]
+                          + [{"race": "A", "age_group": "0-2"}, {"race": "B", "age_group": "0-2"}], "race@13+")
+    w = sample_weights(y, ["f", "m"], cells)
+    assert w[5] == pytest.approx(5 * w[0])  # the lone B adult counts as much as the five A adults
+    assert w[6] == w[7] == pytest.approx(w[5] / 2)  # the two children of two races share one pooled cell
+
+
+def test_default_balancing_is_the_measured_winner():
+    """`faceset train` without --balance-by weights the cells that won the recorded fairness comparison."""
+    import inspect
+    import json
+    from pathlib import Path
+
+    from faceset.cli.train_cmds import train_cmd
+    from faceset.train import train
+    from faceset.train.train import DEFAULT_BALANCE_BY
+
+    res = json.loads((Path(__file__).resolve().parents[1] / "bench" / "results" / "gender_fairness.json").read_text())
+    kind, _, cells = res["winner"].partition(":")
+    assert kind == "reweight" and cells == DEFAULT_BALANCE_BY  # sampling / oracles would need code, not a constant
+    assert inspect.signature(train).parameters["balance_by"].default == "default"
+    assert inspect.signature(train_cmd).parameters["balance_by"].default.default == "default"

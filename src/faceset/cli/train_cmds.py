@@ -37,7 +37,10 @@ def train_cmd(
     epochs: int = typer.Option(8, "--epochs", help="Fine-tuning epochs (early stopping on val)."),
     hidden: Optional[int] = typer.Option(None, "--hidden", help="Hidden units of an MLP head (0 = linear; "
                                                                   "default: the measured best, 256)."),
-    balance_by: Optional[str] = typer.Option(None, "--balance-by", help="Weight samples per (class, this group)."),
+    balance_by: str = typer.Option("default", "--balance-by",
+                                   help="Weight samples per (class, group): a column (race), columns (race,age_group), "
+                                        "race@13+ (by race over ages 13+, younger faces pooled), none; default: the "
+                                        "measured best (race; class weights when the data has no race)."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Labelled folder: column that names the person."),
     chips: bool = typer.Option(False, "--chips",
                                help="Labelled folder: the files are face chips (pad before detecting)."),

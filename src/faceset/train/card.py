@@ -27,7 +27,9 @@ def write_card(path: Path, meta: dict, m: dict, split: str) -> Path:
         f"- backbone `{meta['backbone']}` (weights shipped in packages, never downloaded), "
         + ("fine-tuned end to end" if meta.get("fine_tuned") else "frozen; cached bottleneck features"),
         f"- head: {'MLP ' + str(meta['head']['hidden']) if meta['head']['hidden'] else 'linear'}, class weights"
-        + (f" x `{meta['head']['balance_by']}` group weights" if meta['head'].get('balance_by') else "")
+        + (f" x `{meta['head']['balance_by'].removesuffix('@13+')}` group weights"
+           + (" over ages 13+ (younger faces pooled in one cell)" if meta['head']['balance_by'].endswith("@13+")
+              else "") if meta['head'].get('balance_by') else "")
         + f", early stopping on val, seed {meta['seed']}; temperature {meta['temperature']:.3f} fitted on val",
         f"- preprocessing: {meta['preprocess']['input']}; mirror-image averaging at test time",
         "",
@@ -94,6 +96,15 @@ def _abstention_lines(m: dict) -> list[str]:
              "Faces below the calibrated confidence T get no label. Coverage = share of faces answered.", "",
              "| T | coverage | accuracy on answered |", "|---|---|---|"]
     lines += [f"| {r['threshold']:.2f} | {r['coverage']:.4f} | {fmt(r['accuracy'])} |" for r in ab["overall"]]
+    for col, per in ab.get("by_group", {}).items():
+        if not per:
+            continue
+        names = list(per)
+        lines += ["", f"Per `{col}`: accuracy on answered / coverage at each T:", "",
+                  "| T | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for i, r in enumerate(ab["overall"]):
+            lines.append(f"| {r['threshold']:.2f} | " + " | ".join(
+                f"{fmt(per[v][i]['accuracy'])} / {per[v][i]['coverage']:.3f}" for v in names) + " |")
     at = ab["at_coverage"]
     lines += ["", f"At T = {at['threshold']:.3f} ({at['coverage'] * 100:.1f}% of all faces answered; target "
               f"{at['coverage_target'] * 100:.0f}%), per group:"]

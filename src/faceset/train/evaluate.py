@@ -98,13 +98,15 @@ def abstention(proba: np.ndarray, correct: np.ndarray, groups: dict[str, list[st
     allm = np.ones(len(conf), bool)
     t95 = float(np.quantile(conf, 1 - coverage)) if len(conf) else 0.5
     out: dict = {"overall": [row(allm, t) for t in thresholds],
-                 "at_coverage": {"coverage_target": coverage, **row(allm, t95), "groups": {}}}
+                 "at_coverage": {"coverage_target": coverage, **row(allm, t95), "groups": {}}, "by_group": {}}
     for col, vals in groups.items():
         vals_a = np.array(vals, dtype=object)
         order = [name for _, _, name in AGE_GROUPS]
         per = {}
         for v in sorted(set(vals) - {""}, key=lambda v: (order.index(v), "") if v in order else (len(order), v)):
             per[v] = row(vals_a == v, t95)
+        # coverage vs accuracy per group at each fixed threshold (the card's per-group abstention curve)
+        out["by_group"][col] = {v: [row(vals_a == v, t) for t in thresholds] for v in per}
         accs = [r["accuracy"] for r in per.values() if r["accuracy"] is not None]
         out["at_coverage"]["groups"][col] = {"per_group": per,
                                              "worst_gap": (max(accs) - min(accs)) if accs else 0.0}

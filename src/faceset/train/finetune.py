@@ -25,16 +25,22 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def augment(x: torch.Tensor, g: torch.Generator, photo: bool = True) -> torch.Tensor:
+def augment(x: torch.Tensor, g: torch.Generator, photo: bool = True, res_g: torch.Generator | None = None,
+            geometric: bool = True) -> torch.Tensor:
     """x: float NCHW 0-255 -> randomly mirrored, scaled, shifted (+-6%), rotated (+-10 deg), jittered.
 
     ``photo`` (default) pushes tight dataset chips toward real photos: a wider scale range (0.85-1.2),
     per-channel colour gains (white balance) and saturation, lower resolution (down- then up-sampling by
     0.35-1, which is also what JPEG at low quality and small faces do to detail) and sensor noise.
-    Everything runs on the batch, on the device: no per-image PIL work per epoch.
+    ``geometric=False`` leaves out the mirror/scale/shift/rotation (bench/gender.py --aug measures each part).
+    Everything runs on the batch, on the device: no per-image PIL work per epoch. Random numbers come from
+    ``g`` on ``x``'s device when it lives there (no host-side noise tensors copied per step, no sync).
     """
+    res_g = res_g if res_g is not None else (g if g.device.type == "cpu" else None)
     n = x.shape[0]
-    r = lambda *s: torch.rand(*s, generator=g).to(x.device)  # noqa: E731
+    gd = g if g.device.type == x.device.type else None  # a CPU generator with a CUDA batch: draw on CPU, copy
+    r = ((lambda *s: torch.rand(*s, generator=gd, device=x.device)) if gd is not None  # noqa: E731
+         else (lambda *s: torch.rand(*s, generator=g).to(x.device)))
     ang = (r(n) - 0.5) * (2 * math.pi / 18)
     sc = (0.85 + 0.35 * r(n)) if photo else (0.9 + 0.2 * r(n))
     flip = torch.where(r(n) < 0.5, -1.0, 1.0).to(x.device)
@@ -44,8 +50,9 @@ def augment(x: torch.Tensor, g: torch.Generator, photo: bool = True) -> torch.Te
     theta[:, 1, 0] = torch.sin(ang) / sc * flip
     theta[:, 1, 1] = torch.cos(ang) / sc
     theta[:, :, 2] = (r(n, 2) - 0.5) * 0.12
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if geometric:
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     b = (r(n, 1, 1, 1) - 0.5) * 50
     c = 0.8 + 0.4 * r(n, 1, 1, 1)
     m = x.mean((1, 2, 3), keepdim=True)
@@ -54,12 +61,14 @@ def augment(x: torch.Tensor, g: torch.Generator, photo: bool = True) -> torch.Te
         x = x * (0.9 + 0.2 * r(n, 3, 1, 1))  # white balance
         grey = x.mean(1, keepdim=True)
         x = grey + (x - grey) * (0.6 + 0.8 * r(n, 1, 1, 1))  # saturation
-        k = 0.35 + 0.65 * r(1).item()  # one resolution per batch keeps it a single interpolate
+        k = 0.35 + 0.65 * float(torch.rand(1, generator=res_g))  # one resolution per batch: one interpolate
         if k < 0.95:
             side = x.shape[-1]
             x = F.interpolate(F.interpolate(x, size=max(16, int(side * k)), mode="bilinear", align_corners=False,
                                             antialias=True), size=side, mode="bilinear", align_corners=False)
-        x = x + torch.randn(x.shape, generator=g).to(x.device) * (r(n, 1, 1, 1) * 6)
+        noise = (torch.randn(x.shape, generator=gd, device=x.device) if gd is not None
+                 else torch.randn(x.shape, generator=g).to(x.device))
+        x = x + noise * (r(n, 1, 1, 1) * 6)
     return x.clamp(0, 255)
 
 
@@ -69,7 +78,8 @@ def fit(net: torch.nn.Module, head: torch.nn.Module, pre: Preprocess, xtr: torch
     """Train ``net`` + ``head`` on uint8 NHWC crops; keep the epoch with the lowest val loss. Returns stats."""
     dev = device()
     cuda = dev.type == "cuda"
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)  # host: permutation, resolution per batch
+    g_dev = torch.Generator(device=dev).manual_seed(seed)  # device: augmentation (no host tensors per step)
     torch.manual_seed(seed)
     model = torch.nn.Sequential(pre, net, head).to(dev)
     if cuda:
@@ -84,6 +94,7 @@ def fit(net: torch.nn.Module, head: torch.nn.Module, pre: Preprocess, xtr: torch
     w = (weights if weights is not None else torch.ones(len(ytr))).to(dev)
     stop, seen, t_train, hist = EarlyStopping(patience), 0, 0.0, []
     xtr, xva = _stage(xtr, dev), _stage(xva, dev)
+    ytr_d = ytr.to(dev)
 
     def batches(x, idx):
         for i in range(0, len(idx), batch):
@@ -99,9 +110,10 @@ def fit(net: torch.nn.Module, head: torch.nn.Module, pre: Preprocess, xtr: torch
         t0 = time.perf_counter()
         with bar(f"fine-tune epoch {ep}", len(xtr), progress) as pb:
             for b, xb in batches(xtr, torch.randperm(len(xtr), generator=g).to(xtr.device)):
+                bd = b.to(dev, non_blocking=True)
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cuda):
-                    logits = model(augment(xb, g))
-                loss = (F.cross_entropy(logits.float(), ytr[b.cpu()].to(dev), reduction="none") * w[b]).mean()
+                    logits = model(augment(xb, g_dev, res_g=g))
+                loss = (F.cross_entropy(logits.float(), ytr_d[bd], reduction="none") * w[bd]).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
