@@ -4,17 +4,22 @@ Synthetic faces come from real embeddings (/tmp/faceset_emb/identities_wild.npz,
 jittered into new people and calibrated so the intra- and inter-person distance distributions match the real
 ones (their quantiles are in the json). Per size, each stage is timed with its peak RSS (sampled every 5 ms):
 
-- people (ANN): ``curate.cluster.cluster`` (pure, the clustering under test) with its kNN graph served by
-  ``faceset.index`` (HNSW above the cut-off; the HNSW build is included). cluster.py is not edited: the bench
-  swaps ``cluster.knn`` for the index for the duration of the call (the integration point for people.py);
-- people (exact): the same clustering, blockwise exact kNN (skipped above ``--exact-max``);
+- people (ANN): ``curate.cluster.cluster`` (the clustering `faceset people` runs) with its kNN graph from a
+  ``faceset.index.VectorIndex`` (HNSW above the cut-off; the index build is included) and the agglomeration
+  engine ``cluster`` picks for the size (the numpy mutual-best rounds from ``cluster.ROUNDS_FROM``);
+  ``--hnsw M,efC,efS`` adds a second ANN run with other HNSW settings (faster build);
+- people (exact): the same clustering on the exact kNN graph (faiss brute force, BLAS; skipped above
+  ``--exact-max``), the reference for pairwise F;
+- engine: the previous best-first heap on the same ANN graph (up to ``--heap-max``): time and memory of the
+  merge engine alone, and its F;
 - peer: scikit-learn ``NearestNeighbors`` (k=20, brute) + dlib Chinese whispers at 0.6 (above ``--peer-max``
   skipped; it runs as far as it finishes within ``--peer-timeout`` seconds in a child process);
-- forget query: 5 "selfies" of one person against every face (exact, what forget does) and through HNSW;
-- blocklist check: per scanned face against 1000 templates;
-- dedup by embedding: each face's nearest other face through the index (k=2);
-- add 10k: ``cluster_incremental`` of 10k held-out faces (existing and new people) against the rest,
-  with the old faces' index extended (``index.add``) and used for new -> old neighbours.
+- forget query: 5 "selfies" of one person, the exact range search forget runs over the sidecar
+  (``index.within``, radius = the operating point's reach), and through HNSW for comparison;
+- blocklist check: per scanned face against 1000 templates (``privacy.blocklist.distances``, what scan runs);
+- dedup by embedding: each face's 10 nearest through the index (what find_duplicates runs);
+- add 10k: the index grows by 10k held-out faces (``index.add``), then ``cluster_incremental`` against the
+  rest with the new -> old neighbours through the index.
 
     python bench/scale.py --faces 100000            # writes bench/results/scale.json
     python bench/scale.py --faces 100000,1000000 --exact-max 200000
@@ -34,7 +39,6 @@ import shutil
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -54,33 +58,6 @@ ANN_MIN = 50_000  # the all-rows graph goes through HNSW from this many faces (f
 
 
 timed = measure.timed
-
-
-@contextmanager
-def index_knn(cache: dict):
-    """cluster.knn served by faceset.index: the all-rows graph via HNSW, new -> old via the cached old index."""
-    from faceset.curate import cluster as C
-    from faceset.curate.graph import knn as exact
-    from faceset.index import VectorIndex, knn_graph
-
-    def patched(query, base, k, *, exclude_self=False, on_rows=None):
-        ix = cache.get(id(base))
-        if ix is None:
-            if len(base) < ANN_MIN:
-                return exact(query, base, k, exclude_self=exclude_self)
-            ix = VectorIndex.build(np.arange(len(base)), base, kind="hnsw")
-            cache[id(base)] = ix
-            cache["last"] = ix
-        if exclude_self and query is base:
-            return knn_graph(base, k, index=ix)
-        return ix.search(query, k)
-
-    old = C.knn
-    C.knn = patched
-    try:
-        yield
-    finally:
-        C.knn = old
 
 
 def _peer(x, q):
@@ -198,65 +175,115 @@ def run_size(n: int, synth, args, flush=lambda rec: None) -> dict:
         print(f"[{n}] storage {rec['storage']}", flush=True)
         flush(rec)
 
-    cache: dict = {}
-    with index_knn(cache):
-        lab, s, peak, above = timed(lambda: cluster(x, params=DEFAULT))
-    ix: VectorIndex = cache.get("last")
+    from faceset import index as I
+    from faceset.curate import cluster as C
+    from faceset.privacy.blocklist import distances, unit
+
+    def ann(hnsw=None):
+        kw = {} if hnsw is None else dict(m=hnsw[0], ef_construction=hnsw[1], ef_search=hnsw[2])
+        ix = VectorIndex.build(np.arange(len(x)), x, **kw)
+        return ix, cluster(x, params=DEFAULT, index=ix)
+
+    (ix, lab), s, peak, above = timed(ann)
     rec.update(people_seconds=s, people_peak_rss_mb=peak, people_rss_above_start_mb=above,
-               people_index="hnsw" if ix is not None and ix.uses_ann else "exact",
+               people_index="hnsw" if ix.uses_ann else "exact",
+               people_engine="rounds" if n >= C.ROUNDS_FROM else "heap",
+               hnsw={"M": ix.m, "efConstruction": ix.ef_construction, "efSearch": ix.ef_search},
                pairwise_f=pairwise(lab, truth)["f"], people_quality=pairwise(lab, truth))
     print(f"[{n}] people ANN {s}s peak {peak} MiB F {rec['pairwise_f']}", flush=True)
     flush(rec)
+    if args.hnsw:
+        hp = tuple(int(v) for v in args.hnsw.split(","))
+        (ix2, lab2), s, peak, above = timed(lambda: ann(hp))
+        rec["people_ann_alt"] = {"hnsw": {"M": hp[0], "efConstruction": hp[1], "efSearch": hp[2]}, "seconds": s,
+                                 "peak_rss_mb": peak, "rss_above_start_mb": above,
+                                 "pairwise_f": pairwise(lab2, truth)["f"], "quality": pairwise(lab2, truth)}
+        print(f"[{n}] people ANN alt {rec['people_ann_alt']}", flush=True)
+        del ix2, lab2
+        flush(rec)
+
+    def with_graph(i, d, fn):
+        """Run fn with the clustering's kNN graph fixed to (i, d) (faceset.index.knn_graph swapped)."""
+        old = I.knn_graph
+        # only for the full set: the crowd split (curate/refine.py) re-clusters subsets with their own graph
+        I.knn_graph = lambda x_, k, **kw: (i[:, :k], d[:, :k]) if len(x_) == len(i) else old(x_, k, **kw)
+        try:
+            return fn()
+        finally:
+            I.knn_graph = old
 
     if n <= args.exact_max:
-        lab_e, s, peak, above = timed(lambda: cluster(x, params=DEFAULT))
-        rec.update(people_exact_seconds=s, people_exact_peak_rss_mb=peak, pairwise_f_exact=pairwise(lab_e, truth)["f"],
+        import faiss
+
+        def exact_graph():
+            d2, i = faiss.knn(x, x, DEFAULT.k + 1)
+            return i[:, 1:], np.sqrt(np.maximum(d2[:, 1:], 0)).astype(np.float32)
+
+        (gi, gd), s_knn, _, _ = timed(exact_graph)
+        lab_e, s, peak, above = timed(lambda: with_graph(gi, gd, lambda: cluster(x, params=DEFAULT)))
+        rec.update(people_exact_seconds=round(s_knn + s, 2), people_exact_knn_seconds=s_knn,
+                   people_exact_peak_rss_mb=peak, pairwise_f_exact=pairwise(lab_e, truth)["f"],
                    people_exact_quality=pairwise(lab_e, truth))
-        print(f"[{n}] people exact {s}s F {rec['pairwise_f_exact']}", flush=True)
+        # ANN graph recall against the exact one, over the edges that can propose merges (< params.edge)
+        ai, _ = ix.search(x[:2000], DEFAULT.k, exclude_ids=np.arange(2000))
+        te = gd[:2000, :DEFAULT.k] < DEFAULT.edge
+        rec["ann_edge_recall"] = round(float(np.mean([len(set(gi[r, :DEFAULT.k][te[r]]) & set(ai[r])) / te[r].sum()
+                                                      for r in range(2000) if te[r].any()])), 4)
+        print(f"[{n}] people exact {rec['people_exact_seconds']}s F {rec['pairwise_f_exact']}", flush=True)
+        del gi, gd
         flush(rec)
     else:
         rec["pairwise_f_exact"] = None
 
-    # forget query: 5 selfies of one person against every face (exact), and through the HNSW
+    if n <= args.heap_max:
+        gi, gd = I.knn_graph(x, max(DEFAULT.k, DEFAULT.density_k), index=ix)
+        for eng in ("rounds", "heap"):
+            lab_h, s, peak, above = timed(lambda eng=eng: with_graph(
+                gi, gd, lambda: cluster(x, params=DEFAULT, engine=eng)))
+            rec.setdefault("engines_same_ann_graph", {})[eng] = {
+                "seconds": s, "peak_rss_mb": peak, "rss_above_start_mb": above,
+                "pairwise_f": pairwise(lab_h, truth)["f"]}
+            print(f"[{n}] engine {eng} {rec['engines_same_ann_graph'][eng]}", flush=True)
+            flush(rec)
+        del gi, gd, lab_h
+
+    # forget query: 5 selfies of one person, the exact range search forget runs (and HNSW kNN, for comparison)
+    from faceset.curate.match import params_for
+
     person = truth[0]
     mine = x[truth == person][:5]
     selfies = (mine + np.random.default_rng(2).normal(scale=0.01, size=mine.shape)).astype(np.float32)
-    exact_ix = VectorIndex.build(np.arange(len(x)), x, kind="exact")
-    (_, s, _, _) = timed(lambda: exact_ix.search(selfies, 100))
-    rec["forget_query_seconds"] = s
-    if ix is not None and ix.uses_ann:
+    mp = params_for(len(selfies))
+    reach = max(mp.certain_face, mp.certain_face_in_person, mp.review_face, mp.review_face_in_person)
+    (found, s, _, _) = timed(lambda: I.within(selfies, x, reach))
+    rec.update(forget_query_seconds=s, forget_query_candidates=int(len(found)), forget_query_reach=reach)
+    if ix.uses_ann:
         (_, s, _, _) = timed(lambda: ix.search(selfies, 100))
         rec["forget_query_hnsw_seconds"] = s
-    # blocklist: 1000 templates, 2000 scanned faces
-    tpl = VectorIndex.build(np.arange(1000), synth.make(1000, seed=7)[0], kind="exact")
-    (_, s, _, _) = timed(lambda: tpl.search(xn[:2000], 1))
+    # blocklist: 1000 unit templates, 2000 scanned faces (scan's blocked_mask)
+    tpl = unit(synth.make(1000, seed=7)[0])
+    radii = np.full(len(tpl), 0.4)
+    (_, s, _, _) = timed(lambda: (distances(unit(xn[:2000]), tpl) <= radii[None, :]).any(1))
     rec["blocklist_check_ms_per_face"] = round(1000 * s / 2000, 4)
-    # dedup by embedding: nearest other face of every face
-    if ix is not None:
-        from faceset.index import knn_graph
-
-        (_, s, peak, _) = timed(lambda: knn_graph(x, 2, index=ix))
-        rec["dedup_embedding_seconds"], rec["dedup_embedding_peak_rss_mb"] = s, peak
-    # add 10k: extend the old index, then incremental clustering against the existing people
+    # dedup by embedding: 10 nearest other faces of every face, through the index
+    (_, s, peak, _) = timed(lambda: I.knn_graph(x, 10, index=ix))
+    rec["dedup_embedding_seconds"], rec["dedup_embedding_peak_rss_mb"] = s, peak
+    # add 10k: the index grows by the new faces, then incremental clustering against the existing people
     old_labels = lab
+    new_ids = np.arange(len(x), len(x) + len(xn))
 
     def add():
-        if ix is not None:
-            cache[id(x)] = ix
-        with index_knn(cache):
-            return cluster_incremental(xn, x, old_labels, params=DEFAULT)
+        ix.add(new_ids, xn)
+        return cluster_incremental(xn, x, old_labels, params=DEFAULT, index=ix, new_ids=new_ids,
+                                   old_ids=np.arange(len(x)))
 
     res, s, peak, _ = timed(add)
     rec.update(add_10k_seconds=s, add_10k_peak_rss_mb=peak)
-    # quality of the grown clustering: new labels -1.. mapped past the old ones
     new_lab = np.where(res.labels >= 0, res.labels, old_labels.max() + 1 - res.labels)
     rec["add_10k_pairwise_f"] = pairwise(np.r_[old_labels, new_lab], np.r_[truth, tn])["f"]
-    rec["add_10k_index_add_seconds"] = None
-    if ix is not None:
-        (_, s, _, _) = timed(lambda: ix.add(np.arange(len(x), len(x) + ADD), xn))
-        rec["add_10k_index_add_seconds"] = s
-        (_, s, _, _) = timed(lambda: ix.remove(np.arange(len(x), len(x) + ADD)))
-        rec["index_remove_10k_seconds"] = s
+    (_, s, _, _) = timed(lambda: ix.remove(new_ids))
+    rec["index_remove_10k_seconds"] = s
+    if n <= args.rebuild_max:
         (_, s, peak, _) = timed(ix.rebuild)
         rec["index_rebuild_after_remove_seconds"], rec["index_rebuild_peak_rss_mb"] = s, peak
     print(f"[{n}] forget {rec['forget_query_seconds']}s add10k {rec['add_10k_seconds']}s", flush=True)
@@ -306,16 +333,30 @@ def main() -> None:
     ap.add_argument("--exact-max", type=int, default=200_000)
     ap.add_argument("--peer-max", type=int, default=200_000)
     ap.add_argument("--peer-timeout", type=float, default=900)
+    ap.add_argument("--heap-max", type=int, default=100_000, help="previous heap engine up to this size")
+    ap.add_argument("--rebuild-max", type=int, default=100_000, help="time an index rebuild up to this size")
+    ap.add_argument("--hnsw", default="", help="M,efConstruction,efSearch of a second ANN run (e.g. 16,40,64)")
+    ap.add_argument("--threads", type=int, default=2, help="faiss OpenMP threads")
     ap.add_argument("--big", action="store_true", help="also 10M embeddings (no images)")
     ap.add_argument("--no-storage", dest="storage", action="store_false", help="skip the synthetic catalog stage")
     ap.add_argument("--ann-min", type=int, default=ANN_MIN)
     ap.add_argument("--add", type=int, default=ADD, help="faces added incrementally (10k)")
     ap.add_argument("--out", default=str(OUT / "scale.json"))
+    ap.add_argument("--append", action="store_true", help="keep records of other sizes already in --out")
     args = ap.parse_args()
+    import faiss
+
+    faiss.omp_set_num_threads(args.threads)
     ANN_MIN, ADD = args.ann_min, args.add
+    from faceset import index as I
+
+    I.EXACT_BELOW = ANN_MIN  # the product's cut-off (default: unchanged)
     sizes = [int(s) for s in args.faces.split(",")] + ([10_000_000] if args.big else [])
     synth = default_synth()
     recs = []
+    if args.append and Path(args.out).exists():  # keep the other sizes' records of an earlier run
+        recs = [{k: v for k, v in r.items() if k != "meta"} for r in json.loads(Path(args.out).read_text())
+                if r["faces"] not in sizes and not r.get("partial")]
     for n in sizes:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         done = list(recs)
@@ -332,9 +373,57 @@ def main() -> None:
                            "faiss_ivfflat_nlist1024": {"recall_at_10_nprobe16": 0.795, "recall_at_10_nprobe32": 0.884,
                                                        "build_s_100k": 29.0},
                            "note": "measured once on 100k synthetic faces, 2 shared cores, niced"}}
+    recs.sort(key=lambda r: r["faces"])
     recs[-1]["meta"] = meta
     Path(args.out).write_text(json.dumps(recs, indent=1))
+    Path(args.out).with_suffix(".md").write_text(markdown(recs, meta))
     print(json.dumps(meta, indent=1))
+
+
+def markdown(recs: list[dict], meta: dict) -> str:
+    """The table of bench/results/scale.md (the json holds everything)."""
+    g = lambda r, *ks: next((r[k] for k in ks if r.get(k) is not None), None)  # noqa: E731
+
+    def cell(v):
+        return "-" if v is None else (f"{v:g}" if isinstance(v, (int, float)) else str(v))
+
+    rows = [
+        ("people: seconds (ANN graph + rounds engine + crowd split)", "people_seconds"),
+        ("people: peak RSS MiB", "people_peak_rss_mb"),
+        ("people: pairwise F (ANN)", "pairwise_f"),
+        ("people: pairwise F (exact kNN graph)", "pairwise_f_exact"),
+        ("people: seconds (exact graph)", "people_exact_seconds"),
+        ("ANN edge recall (edges < params.edge, 2000 rows)", "ann_edge_recall"),
+        ("forget query seconds (exact range search)", "forget_query_seconds"),
+        ("blocklist ms per face (1000 templates)", "blocklist_check_ms_per_face"),
+        ("dedup by embedding seconds (10-NN via index)", "dedup_embedding_seconds"),
+        ("add 10k seconds (index add + incremental)", "add_10k_seconds"),
+        ("add 10k pairwise F", "add_10k_pairwise_f"),
+    ]
+    out = ["# Scale (bench/scale.py)", "",
+           "Synthetic faces from real identities_wild embeddings (bench/scale_synth.py). 2 shared cores: "
+           "load averages are in the json (`load_average_at_start` / `_at_end`).", "",
+           "| | " + " | ".join(f"{r['faces']:,} faces" for r in recs) + " |",
+           "|---|" + "---|" * len(recs)]
+    for label, key in rows:
+        out.append(f"| {label} | " + " | ".join(cell(g(r, key)) for r in recs) + " |")
+    for r in recs:
+        if r.get("people_ann_alt"):
+            a = r["people_ann_alt"]
+            out.append(f"\n{r['faces']:,}: HNSW {a['hnsw']}: {a['seconds']} s, peak {a['peak_rss_mb']} MiB, "
+                       f"F {a['pairwise_f']}")
+        if r.get("engines_same_ann_graph"):
+            e = r["engines_same_ann_graph"]
+            out.append(f"\n{r['faces']:,}, merge engines on the same ANN graph: " + "; ".join(
+                f"{k} {v['seconds']} s, {v['rss_above_start_mb']} MiB above start, F {v['pairwise_f']}"
+                for k, v in e.items()))
+        if isinstance(r.get("peer"), dict) and "pairwise_f" in r["peer"]:
+            out.append(f"\n{r['faces']:,}, peer (sklearn brute kNN + dlib Chinese whispers @0.6): "
+                       f"{r['peer']['seconds']} s, F {r['peer']['pairwise_f']}")
+        out.append(f"\n{r['faces']:,}: load average at start {r.get('load_average_at_start')}, "
+                   f"end {r.get('load_average_at_end')}")
+    out += ["", "Projection: `" + json.dumps(meta.get("projection", {})) + "`", ""]
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ finish = redact.finish_erasures
 # kill -9 right after forget's commit: the first time the journal holds something (before it, forget
 # finishes an empty journal, e.g. in purge_blocked)
 redact.finish_erasures = lambda ws: os.kill(os.getpid(), 9) if ws.catalog.erasures.counts() else finish(ws)
-forget(open_workspace(sys.argv[1]), [sys.argv[2]], sheet=False)
+forget(open_workspace(sys.argv[1]), [sys.argv[2]], sheet=False, include_uncertain=True)
 """
 
 
@@ -152,7 +152,7 @@ def test_a_crash_inside_the_erasing_transaction_journals_nothing(base, tmp_path,
 
     monkeypatch.setattr("faceset.privacy.blocklist.add_template", boom)  # called inside the transaction
     with pytest.raises(KeyboardInterrupt):
-        forget(ws, [selfie], sheet=False)
+        forget(ws, [selfie], sheet=False, include_uncertain=True)
     assert _her_keys(ws) == keys and ws.catalog.erasures.counts() == {}
     ws.close()
 

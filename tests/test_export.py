@@ -440,7 +440,7 @@ def test_refresh_rebuilds_stale_export(built, tmp_path):
         man = _manifest(tmp_path / "e")
         # Forget one identity person by a selfie not in the workspace.
         selfie = sorted((built["root"] / "photos" / "ids" / "male").glob("*.jpg"))[0]
-        fr = forget(ws, [str(selfie)], sheet=False)
+        fr = forget(ws, [str(selfie)], sheet=False, include_uncertain=True)
         assert fr.exports_stale >= 1
         assert ws.catalog.scalar("SELECT stale FROM exports WHERE id=?", (rep.export_id,)) == 1
         again = refresh(ws, progress=False)

@@ -108,7 +108,9 @@ def world(curated_ws, tmp_path_factory, data_dir):
         f"SELECT id, chip_key, crop_key FROM faces WHERE image_id IN ({','.join('?' * len(blurred))})", blurred)
         if r["id"] not in matched_faces}
     before_exports = {w: sorted(p.relative_to(o) for p in o.rglob("*") if p.is_file()) for w, o in exports.items()}
-    rep = forget(ws, [selfie])
+    # one selfie is certain of only her closest photos (curate/match: certain is face-only, chosen for precision
+    # on unseen people); the rest of her photos are review matches, erased when the request confirms them
+    rep = forget(ws, [selfie], include_uncertain=True)
     yield dict(ws=ws, tmp=tmp, dry=dry, rep=rep, hers=hers, hers_with_face=hers_with_face, others=others,
                groups=groups, group_faces=group_faces, snap=snap, paths=paths, exports=exports, selfie=selfie,
                counts=counts, before_exports=before_exports, neighbours=neighbours)

@@ -223,7 +223,7 @@ def test_forget_between_select_and_commit_is_caught_and_the_export_retries(place
 
     def race(w, sel):
         if not calls:
-            calls.append(forget(w, [selfie], sheet=False))
+            calls.append(forget(w, [selfie], sheet=False, include_uncertain=True))
 
     monkeypatch.setattr(core, "_before_commit", race)
     rep = export(ws, place / "out" / "ex", progress=False)
@@ -321,7 +321,7 @@ def test_forget_shreds_a_killed_exports_partial_folder(place, data_dir):
     from faceset.privacy import forget
 
     selfie = sorted((data_dir / "identities" / "angelina_jolie").glob("*.jpg"))[0]
-    forget(ws, [selfie], sheet=False)
+    forget(ws, [selfie], sheet=False, include_uncertain=True)
     assert not partial.exists() and ws.catalog.erasures.counts() == {}
     ws.close()
 

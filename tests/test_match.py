@@ -59,3 +59,18 @@ def test_bad_arguments():
     with pytest.raises(ValueError):
         match(np.zeros((1, 4)), np.zeros((3, 4)), np.zeros(2))
     assert params_for(7) == params_for(3)
+
+
+def test_review_max_keeps_the_faces_with_the_most_evidence():
+    rng = np.random.default_rng(3)
+    me = np.zeros(128)
+    x = np.stack([me + d * np.eye(128)[k] for k, d in enumerate(rng.uniform(0.3, 0.6, 20))]).astype(np.float32)
+    p = MatchParams(0.25, 0.0, 0.0, 0.65, 0.0, 0.0)
+    allrev = match(me[None], x, None, params=p)
+    assert len(allrev.review) == 20
+    few = match(me[None], x, None, params=p.with_(review_max=5))
+    assert set(few.review) == set(np.argsort(allrev.distance)[:5])
+    # the certain set never shrinks for the cap
+    p2 = p.with_(certain_face=0.45, review_max=3)
+    m = match(me[None], x, None, params=p2)
+    assert set(m.certain) == set(np.flatnonzero(allrev.distance <= 0.45)) and len(m.review) <= 3

@@ -8,9 +8,13 @@ Choice (bench/results/scale.json, ``ann_choice``; 100k synthetic face embeddings
 ``IndexHNSWFlat`` M=32, efConstruction=80, efSearch=64: recall@10 0.989 vs exact, build 80 s, 2000 queries
 0.6 s. usearch HNSW (connectivity 16) reached 0.981 but built in 250 s; faiss IVF-Flat (nlist 1024) built in
 29 s but recall@10 was 0.80 (nprobe 16) / 0.88 (nprobe 32): face embeddings are not clustered enough for
-coarse quantisation. Exact blockwise numpy (:func:`faceset.curate.graph.knn`) answers a few queries against
-1M rows in ~0.1-0.3 s, so single queries (forget, the blocklist) stay exact; the ANN pays off for the
-all-rows kNN graph of clustering.
+coarse quantisation. For people clustering (bench/results/scale.json, 100k): the HNSW graph's pairwise F is
+0.8417 against 0.8415 on the exact graph (edge recall 0.972 over edges that can propose merges); M=16 /
+efConstruction=40 builds 2.5x faster end to end (92 s vs 228 s) at F 0.8409, an option (``m=``,
+``ef_construction=``) for larger sets, not yet the default. Exact blockwise numpy
+(:func:`faceset.curate.graph.knn`, :func:`within`) answers a few queries against 100k rows in ~0.1 s, so
+single queries (forget's range search, the blocklist) stay exact; the ANN pays off for all-rows kNN graphs
+(clustering, embedding dedup).
 
 Erasure: ``remove`` drops the rows from the index's own arrays at once AND discards the HNSW structure (faiss
 HNSW cannot delete; a tombstone would keep the vector bytes and its graph links, from which a vector can be
@@ -28,14 +32,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .curate.graph import knn as exact_knn
 from .errors import WorkspaceError
 
-__all__ = ["VectorIndex", "EXACT_BELOW", "ann_available", "knn_graph"]
+__all__ = ["VectorIndex", "EXACT_BELOW", "ann_available", "knn_graph", "search_rows", "within"]
 
 EXACT_BELOW = 50_000       # rows; below this an exact search of every row is cheaper than building HNSW
 REBUILD_AT_QUERIES = 5_000  # a stale HNSW is rebuilt before a search with at least this many query rows
@@ -43,6 +47,13 @@ HNSW_M = 32
 EF_CONSTRUCTION = 80
 EF_SEARCH = 64
 FORMAT = "faceset-vector-index/1"
+
+
+def exact_knn(query, base, k, **kw):
+    """:func:`faceset.curate.graph.knn` (blockwise exact), imported on use: curate imports this module."""
+    from .curate.graph import knn
+
+    return knn(query, base, k, **kw)
 
 
 def ann_available() -> bool:
@@ -56,17 +67,19 @@ def ann_available() -> bool:
 class VectorIndex:
     """Ids + float32 vectors, searched exactly or through an HNSW graph (see module docstring)."""
 
-    def __init__(self, dim: int = 128, *, exact_below: int = EXACT_BELOW, kind: str = "auto",
-                 ef_search: int = EF_SEARCH):
+    def __init__(self, dim: int = 128, *, exact_below: int | None = None, kind: str = "auto",
+                 ef_search: int = EF_SEARCH, m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION):
         if kind not in ("auto", "exact", "hnsw"):
             raise ValueError(f"kind must be auto, exact or hnsw, not {kind!r}")
         self.dim = int(dim)
-        self.exact_below = int(exact_below)
+        self.exact_below = int(EXACT_BELOW if exact_below is None else exact_below)
         self.kind = kind
         self.ef_search = int(ef_search)
+        self.m, self.ef_construction = int(m), int(ef_construction)
         self.ids = np.zeros(0, np.int64)
         self.vectors = np.zeros((0, self.dim), np.float32)
         self._hnsw = None  # faiss index over self.vectors in row order, or None (exact / stale)
+        self.changed = True  # differs from its file (vectors.save_face_index writes only then)
 
     # -- building --
     @classmethod
@@ -100,6 +113,7 @@ class VectorIndex:
             raise ValueError("ids must be unique and not already in the index")
         self.ids = np.concatenate([self.ids, ids])
         self.vectors = np.concatenate([self.vectors, x]) if len(self.vectors) else x.copy()
+        self.changed = True
         if self._hnsw is not None:
             self._hnsw.add(x)
         elif self._wants_ann():
@@ -114,6 +128,7 @@ class VectorIndex:
             self.ids = self.ids[~drop]
             self.vectors = np.ascontiguousarray(self.vectors[~drop])
             self._hnsw = None
+            self.changed = True
         return n
 
     def rebuild(self) -> None:
@@ -123,10 +138,11 @@ class VectorIndex:
             return
         import faiss
 
-        h = faiss.IndexHNSWFlat(self.dim, HNSW_M)
-        h.hnsw.efConstruction = EF_CONSTRUCTION
+        h = faiss.IndexHNSWFlat(self.dim, self.m)
+        h.hnsw.efConstruction = self.ef_construction
         h.add(self.vectors)
         self._hnsw = h
+        self.changed = True
 
     # -- searching --
     def search(self, q, k: int, *, exclude_ids=None) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +186,8 @@ class VectorIndex:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "dim": self.dim, "kind": self.kind, "exact_below": self.exact_below,
-                "ef_search": self.ef_search, "rows": len(self.ids)}
+                "ef_search": self.ef_search, "m": self.m, "ef_construction": self.ef_construction,
+                "rows": len(self.ids)}
         arrays = {"ids": self.ids, "vectors": self.vectors, "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
         if self._hnsw is not None:
             import faiss
@@ -196,7 +213,8 @@ class VectorIndex:
                 meta = json.loads(bytes(z["meta"]).decode())
                 if meta.get("format") != FORMAT:
                     raise ValueError(f"unknown format {meta.get('format')!r}")
-                ix = cls(meta["dim"], exact_below=meta["exact_below"], kind=meta["kind"], ef_search=meta["ef_search"])
+                ix = cls(meta["dim"], exact_below=meta["exact_below"], kind=meta["kind"], ef_search=meta["ef_search"],
+                         m=meta.get("m", HNSW_M), ef_construction=meta.get("ef_construction", EF_CONSTRUCTION))
                 ix.ids = z["ids"].astype(np.int64)
                 ix.vectors = np.ascontiguousarray(z["vectors"], np.float32)
                 if "hnsw" in z.files and ann_available():
@@ -205,24 +223,69 @@ class VectorIndex:
                     h = faiss.deserialize_index(z["hnsw"])
                     if h.ntotal == len(ix.ids):
                         ix._hnsw = h
-        except (OSError, ValueError, KeyError) as e:
+                ix.changed = False
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError) as e:  # faiss: RuntimeError
             raise WorkspaceError(f"vector index {path} is unreadable ({e}); rebuild it") from e
         return ix
 
 
-def knn_graph(x: np.ndarray, k: int, *, index: VectorIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
+def knn_graph(x: np.ndarray, k: int, *, index: VectorIndex | None = None,
+              ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """kNN of every row of ``x`` among the others: (row indices, distances) [n, k], the shape
     :func:`faceset.curate.graph.knn` (``exclude_self=True``) returns; through HNSW above the cut-off.
-    Rows a short answer lacks hold index -1 and distance inf."""
+    ``ids``: the index ids of the rows of ``x`` (ascending; default 0..n-1), so an index over more rows
+    (the workspace's, keyed by face id) can serve a subset. Rows a short answer lacks hold -1 / inf."""
     x = np.ascontiguousarray(x, np.float32)
     n = len(x)
+    ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
     if index is None:
-        index = VectorIndex.build(np.arange(n), x)
+        if n < EXACT_BELOW or not ann_available():
+            return exact_knn(x, x, k, exclude_self=True)
+        index = VectorIndex.build(ids, x)
     if not index.uses_ann and not index._wants_ann():
         return exact_knn(x, x, k, exclude_self=True)
-    k = min(k, n - 1)
-    i, d = index.search(x, k, exclude_ids=np.arange(n))
-    return i, d
+    return search_rows(index, x, min(k, max(n - 1, 0)), ids, exclude_ids=ids)
+
+
+def search_rows(index: VectorIndex, q: np.ndarray, k: int, row_ids: np.ndarray, *,
+                exclude_ids=None) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest among the rows whose index ids are ``row_ids`` (ascending), when ``index`` may hold
+    other ids too: (positions in ``row_ids``, distances), -1 / inf pads. Asks the index for proportionally
+    more neighbours when the subset is smaller than the index, then keeps the first k in the subset."""
+    row_ids = np.asarray(row_ids, np.int64)
+    nq = len(q)
+    if len(row_ids) == 0 or k <= 0:
+        return np.full((nq, max(k, 0)), -1, np.int64), np.full((nq, max(k, 0)), np.inf, np.float32)
+    share = len(index) / len(row_ids)
+    kk = k if share <= 1.0 else min(len(index), int(np.ceil(k * share)) + 8)
+    f, d = index.search(q, kk, exclude_ids=exclude_ids)
+    pos = np.minimum(np.searchsorted(row_ids, f), len(row_ids) - 1)
+    ok = (f >= 0) & (row_ids[pos] == f)
+    order = np.argsort(~ok, axis=1, kind="stable")[:, :k]
+    pos, d, ok = (np.take_along_axis(a, order, 1) for a in (pos, d, ok))
+    out_i = np.full((nq, k), -1, np.int64)
+    out_d = np.full((nq, k), np.inf, np.float32)
+    w = pos.shape[1]
+    out_i[:, :w] = np.where(ok, pos, -1)
+    out_d[:, :w] = np.where(ok, d, np.inf)
+    return out_i, out_d
+
+
+def within(q: np.ndarray, base: np.ndarray, radius: float, *, block: int = 1 << 16) -> np.ndarray:
+    """Ascending rows of ``base`` within ``radius`` (Euclidean) of ANY query row: an exact range search in
+    row blocks, so ``base`` may be the memory-mapped sidecar (read once, front to back). Exact on purpose:
+    erasure must not depend on an ANN's recall, and a scan of 1M rows costs well under a second."""
+    q = np.ascontiguousarray(q, np.float32).reshape(-1, base.shape[1] if base.ndim == 2 else q.shape[-1])
+    if len(q) == 0 or len(base) == 0:
+        return np.zeros(0, np.int64)
+    qq = (q * q).sum(1)
+    r2 = float(radius) ** 2
+    out = []
+    for s in range(0, len(base), block):
+        b = np.asarray(base[s:s + block], np.float32)
+        d2 = (b * b).sum(1)[:, None] + qq[None, :] - 2.0 * (b @ q.T)
+        out.append(s + np.flatnonzero((d2 <= r2 * (1 + 1e-5) + 1e-6).any(1)))
+    return np.concatenate(out).astype(np.int64)
 
 
 def _overwrite(path: Path) -> None:

@@ -30,12 +30,16 @@ from pathlib import Path
 import numpy as np
 
 from .catalog.faces import EMBED_DIM
-from .index import _fsync_dir, _overwrite  # the one zero-fill + dir fsync for derived vector files
+from .errors import WorkspaceError
+from .index import EXACT_BELOW, VectorIndex, _fsync_dir, _overwrite, ann_available
 
-__all__ = ["Vectors", "open_vectors", "sync", "shred", "sidecar_dir"]
+__all__ = ["Vectors", "open_vectors", "sync", "shred", "sidecar_dir", "face_index", "save_face_index",
+           "read_vectors"]
 
 CHUNK = 65536
 TAIL = 64  # last rows whose bytes are compared with the catalog on every open
+INDEX_FILE = "faces.index"  # the workspace's ANN index over every embedded face (ids = face ids)
+SIDECAR_FROM = EXACT_BELOW  # embedded faces from which people / forget / dedup read vectors through here
 
 
 def sidecar_dir(ws) -> Path:
@@ -184,3 +188,75 @@ def _shred_other_generations(d: Path, keep: int) -> None:
         if len(parts) == 3 and parts[0] in ("ids", "vec") and parts[1].isdigit() and int(parts[1]) != keep:
             _overwrite(f)
             f.unlink()
+
+
+def read_vectors(ws, face_ids) -> np.ndarray:
+    """float32[n, 128] embeddings of these face ids (all embedded), from the sidecar (a view when they are
+    all of its rows, in order); the sidecar is rebuilt once when one is missing from it."""
+    ids = np.asarray(face_ids, np.int64)
+    v = sync(ws)
+    for again in (False, True):
+        if len(ids) == len(v.ids) and np.array_equal(ids, v.ids):
+            return v.vectors
+        rows = v.rows_of(ids)
+        if (rows >= 0).all():
+            return np.asarray(v.vectors[rows])
+        if not again:
+            v = sync(ws, full=True)
+    raise WorkspaceError("embedding sidecar does not match the catalog after a rebuild")
+
+
+def face_index(ws, v: Vectors | None = None) -> VectorIndex | None:
+    """The workspace's ANN index over every embedded face (ids = face ids), in step with the sidecar; None
+    below :data:`SIDECAR_FROM` faces or without faiss (callers search exactly, as before).
+
+    A derived artefact in ``cache/vectors/faces.index``: loaded when readable and its sampled bytes match the
+    sidecar (a zeroed, partial or foreign file fails that and is rebuilt; kill -9 mid-save leaves the old
+    file or the new one, see ``VectorIndex.save``), then reconciled: faces no longer embedded are removed
+    (the HNSW is rebuilt lazily), new ones added. Erasure shreds the whole cache (privacy/redact), index
+    included. ``ix.changed`` says whether :func:`save_face_index` has something to write."""
+    v = v if v is not None else sync(ws)
+    if len(v) < SIDECAR_FROM or not ann_available():
+        return None
+    path = sidecar_dir(ws) / INDEX_FILE
+    ix = None
+    if path.exists():
+        try:
+            ix = VectorIndex.load(path)
+        except WorkspaceError:
+            ix = None
+        if ix is not None and not _index_matches(ix, v):
+            ix = None
+    if ix is None:
+        return VectorIndex.build(v.ids, np.asarray(v.vectors))
+    gone = ix.ids[~np.isin(ix.ids, v.ids)]
+    if len(gone):
+        ix.remove(gone)
+        ix.changed = True
+    new = ~np.isin(v.ids, ix.ids)
+    if new.any():
+        ix.add(v.ids[new], np.asarray(v.vectors[np.flatnonzero(new)]))
+        ix.changed = True
+    return ix
+
+
+def save_face_index(ws, ix: VectorIndex | None) -> None:
+    """Write the index when it changed (temp + fsync + rename; the old file's bytes are zeroed first)."""
+    if ix is not None and ix.changed:
+        ix.save(sidecar_dir(ws) / INDEX_FILE)
+        ix.changed = False
+
+
+def _index_matches(ix: VectorIndex, v: Vectors, sample: int = 256) -> bool:
+    """The index's vectors for a sample of shared ids (the last rows and random ones) equal the sidecar's:
+    a reused face id or a stale file shows up here."""
+    if ix.dim != EMBED_DIM or len(ix.ids) == 0:
+        return False
+    common = np.flatnonzero(np.isin(v.ids, ix.ids))
+    if len(common) == 0:
+        return False
+    pick = np.unique(np.r_[common[-TAIL:], np.random.default_rng(len(common)).choice(common, min(sample,
+                                                                                               len(common)))])
+    order = np.argsort(ix.ids, kind="stable")
+    pos = order[np.searchsorted(ix.ids, v.ids[pick], sorter=order)]
+    return bool(np.array_equal(ix.vectors[pos], np.asarray(v.vectors[pick])))

@@ -328,4 +328,23 @@ class Faces(Repo):
                 return
             yield _pack(rows)
             last = int(rows[-1][0])
+
+    def persons_of(self, face_ids: Iterable[int]) -> dict[int, int | None]:
+        """face id -> person id (None when unclustered) for these embedded faces: forget's candidates, found
+        in the sidecar, get their cluster without reading every face's row."""
+        out: dict[int, int | None] = {}
+        for part in chunks(sorted({int(i) for i in face_ids})):
+            out.update((r[0], r[1]) for r in self.db.q(
+                f"SELECT id, person_id FROM faces WHERE embedding IS NOT NULL AND id IN ({placeholders(len(part))})",
+                part))
+        return out
+
+    def embedded_of_people(self, person_ids: Iterable[int]) -> np.ndarray:
+        """Ascending ids of every embedded face of these people: a candidate's whole cluster, so forget's
+        person-level evidence stays exact when only the candidates were found by search."""
+        out: list[int] = []
+        for part in chunks(sorted({int(i) for i in person_ids})):
+            out += [r[0] for r in self.db.q(f"SELECT id FROM faces WHERE embedding IS NOT NULL AND person_id IN "
+                                            f"({placeholders(len(part))})", part)]
+        return np.array(sorted(out), np.int64)
     # (end of section: W_scale)

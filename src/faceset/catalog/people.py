@@ -186,3 +186,24 @@ class People(Repo):
                                  f"(SELECT 1 FROM faces f WHERE f.person_id = people.id)", part).rowcount
         return n
     # (end of section: privacy)
+    # -- section: W_scale --
+    def clustering_faces_chunked(self, vectors_of=None, *, chunk: int = 65536) -> ClusterFaces:
+        """What :meth:`clustering_faces` returns, read in keyset pages of ``chunk`` rows without the
+        embedding blobs; ``vectors_of(ids) -> float32[n, 128]`` supplies the vectors (the memory-mapped
+        sidecar, vectors.py), so a million faces never become a million Python bytes objects at once."""
+        parts: list[np.ndarray] = []
+        last = -1
+        while True:
+            rows = self.db.q("SELECT id, image_id, COALESCE(person_id, -1), status = 'ok', COALESCE(quality, 0.0) "
+                             "FROM faces WHERE embedding IS NOT NULL AND id > ? ORDER BY id LIMIT ?",
+                             (last, int(chunk)))
+            if not rows:
+                break
+            parts.append(np.array(rows, np.float64))
+            last = int(rows[-1][0])
+        a = np.concatenate(parts) if parts else np.zeros((0, 5))
+        ids = a[:, 0].astype(np.int64)
+        vec = vectors_of(ids) if vectors_of is not None else np.zeros((len(ids), 128), np.float32)
+        return ClusterFaces(ids=ids, image_ids=a[:, 1].astype(np.int64), person_ids=a[:, 2].astype(np.int64),
+                            ok=a[:, 3] > 0, quality=a[:, 4].astype(np.float64), vectors=vec)
+    # (end of section: W_scale)

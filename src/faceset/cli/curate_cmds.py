@@ -65,7 +65,7 @@ def people(
     console.print(table("largest people", ["person", "faces", "images", "split"],
                         [[p["person_id"], p["faces"], p["images"], p["split"] or "-"] for p in rep.top]))
     if rep.merge_candidates:
-        console.print(f"{len(rep.merge_candidates)} pairs of people may be one person (not merged): "
+        console.print(f"{rep.merge_candidates_total} pairs of people may be one person (not merged): "
                       "`faceset people review` asks about them")
 
 
@@ -120,7 +120,7 @@ def people_review(
             if got.startswith("q"):
                 break
             if got[:1] in ("y", "n"):
-                rep = answer(ws, q.face_a, q.face_b, got.startswith("y"))
+                rep = answer(ws, q.face_a, q.face_b, got.startswith("y"), q.kind)
                 applied.append({"face_a": q.face_a, "face_b": q.face_b, "same": got.startswith("y"), **rep.to_dict()})
                 # a merge or split changes the people, so the remaining questions may be stale: ask again later
                 if rep.action in ("merge", "split"):

@@ -13,7 +13,11 @@ exact, :func:`graph.knn`) only proposes WHICH clusters to compare; merges go bes
 (classic agglomerative average linkage, restricted to graph-adjacent clusters). One bridge face between two
 people no longer merges them: the average over every cross pair stays large.
 
-Memory O(n k) (edges) + O(m d) (cluster sums); time O(n k log n) heap work + O(deg * d) per merge.
+Two engines make the same merges: the best-first heap (:func:`_agglomerate`, a Python tuple per candidate
+pair) below ``ROUNDS_FROM`` rows, and from there :func:`_agglomerate_rounds`, which merges every mutual-best
+pair per round in numpy over an int32 edge array (average linkage is reducible; memory O(n k) numpy + the
+cluster sums, no Python object per edge). The kNN graph comes from :mod:`faceset.index` (exact blockwise
+below ``index.EXACT_BELOW`` rows, HNSW above, or the workspace's index when one is passed).
 
 Constraints: ``must_link`` face pairs start in one cluster; ``cannot_link`` face pairs never end up in one
 cluster (a merge that would join them is refused, not postponed). ``quality``: faces below
@@ -34,6 +38,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import refine
 from .graph import UnionFind, knn
 
 __all__ = ["Params", "DEFAULT", "cluster", "cluster_incremental", "IncrementalResult", "linkage"]
@@ -49,27 +54,37 @@ class Params:
     max_size: int = 0             # > 0: no cluster grows past this many faces (a guard, off by default)
     density: float = 0.0          # > 0: threshold scaled by (local scale / median)^density (crowded = stricter)
     density_k: int = 10           # local scale of a face: mean distance to its density_k nearest faces
+    crowd_size: int = 0           # > 0: clusters above this size that are crowds get split (curate/refine.py)
+    crowd_radius: float = 0.45    # a member is on a crowd's border when another cluster's face is this close
+    crowd_frac: float = 0.3       # a cluster is a crowd when more than this share of its members is on the border
+    crowd_step: float = 0.04      # a crowd is re-clustered this much stricter, again for each piece still a crowd
+    crowd_floor: float = 0.42     # ... down to this threshold; below it a crowd becomes single faces
 
     def with_(self, **kw) -> "Params":
         return replace(self, **kw)
 
 
-# Person-disjoint check on identities_wild halves + ALL 9,767 utkface distractor faces (raw embeddings, as
-# scan stores them; thresholds 0.48-0.58 at density 0.5): LFW pairwise F rises with the threshold on both
-# halves (0.76 / 0.755 at 0.48, 0.955 / 0.929 at 0.54, 0.969 / 0.949 at 0.58, BCubed 0.934 / 0.903), and
-# only from 0.58 on is every identity of the 24-person dev set one person (splits stay identity-disjoint
-# there). The price at 0.58: 198 / 292 distractors join LFW people and the largest distractor-only cluster
-# has 670 / 623 faces (6.9% / 6.4%; 102 at 0.48). Density is a first-run notion: incremental runs compare
-# new faces without it.
-DEFAULT = Params(threshold=0.58, density=0.5)
+# Person-disjoint CV (bench/people.py --cv -> bench/results/people_cv.md): identities_wild (300 LFW people) in
+# two halves, ALL 9,767 utkface faces as distractors on both sides, parameters chosen on one half, reported on
+# the other. Threshold alone (density 0.5, CV-chosen 0.56): LFW pairwise F 0.948 / 0.966 but look-alike children
+# make distractor-only clusters of 511 / 515 faces (utkface alone: largest 5.3%). Density 1.0 / 1.5 stop that
+# (15-35 faces) but shatter people with many photos (3 synthetic people x 300 faces: 1-16% in the largest
+# piece). The crowd split (curate/refine.py; both halves chose threshold 0.58, crowd_size 20, crowd_frac 0.2,
+# crowd_radius 0.45): F 0.949 / 0.969, BCubed 0.906 / 0.936, largest distractor-only cluster 22 / 22, 245 / 171
+# distractors in LFW people (292 / 198 without it), utkface alone largest 0.23%, large people kept 98-99% whole;
+# still 353 / 363 distractor-only clusters of 6-22 faces (goal: none above 5). The 24-person dev set is
+# unchanged by the step (tests/test_refine.py). Density is a first-run notion: incremental runs compare new
+# faces without it; the crowd split there touches only new clusters.
+DEFAULT = Params(threshold=0.58, density=0.5, crowd_size=20, crowd_frac=0.2, crowd_radius=0.45)
 
 
 class _Stats:
-    """Weighted running sums per cluster: W (weight), S (vector sum), Q (sum of w*|x|^2), n (faces)."""
+    """Weighted running sums per cluster: W (weight), S (vector sum), Q (sum of w*|x|^2), n (faces).
+    ``dtype`` of S: float64, or float32 for large n (halves the biggest array; linkage error ~1e-6)."""
 
-    def __init__(self, x: np.ndarray, w: np.ndarray):
+    def __init__(self, x: np.ndarray, w: np.ndarray, dtype=np.float64):
         self.W = w.astype(np.float64).copy()
-        self.S = x.astype(np.float64) * self.W[:, None]
+        self.S = x.astype(dtype) * self.W[:, None].astype(dtype)
         self.Q = (x.astype(np.float64) ** 2).sum(1) * self.W
         self.n = np.ones(len(x), np.int64)
         self.R = self.W.copy()   # weighted sum of local scales (1 each unless density is on)
@@ -106,31 +121,12 @@ def _weights(n: int, quality, params: Params) -> np.ndarray:
     return np.clip(np.asarray(quality, np.float64), 0.05, 1.0)
 
 
-def _agglomerate(
-    x: np.ndarray,
-    w: np.ndarray,
-    src: np.ndarray,
-    dst: np.ndarray,
-    params: Params,
-    *,
-    active: np.ndarray,
-    must_link: Iterable[tuple[int, int]] = (),
-    cannot_link: Iterable[tuple[int, int]] = (),
-    frozen_groups: np.ndarray | None = None,
-    proposals: list | None = None,
-    exact: tuple[int, np.ndarray, np.ndarray] | None = None,
-    scale: np.ndarray | None = None,
-) -> np.ndarray:
-    """Core: returns a root id per row (rows of one cluster share it).
-
-    ``active``: rows allowed to carry merges (the others attach afterwards). ``frozen_groups``: per row, a
-    group id >= 0 for rows that start as one fixed cluster (existing people: two groups never merge), -1 else.
-    ``exact`` = (first, S, Q): rows first.. stand for whole existing people, with these exact sums
-    (their ``w`` is their face count).
-    """
+def _setup(x, w, params, must_link, cannot_link, frozen_groups, exact, scale, dtype=np.float64):
+    """Initial clusters shared by both engines: statistics, frozen groups and must-link groups merged, and the
+    cannot-link pairs as (root, root) of different clusters."""
     n = len(x)
     parent = np.arange(n)  # parent[b] = a when b merged into a (a keeps the statistics)
-    st = _Stats(x, w)
+    st = _Stats(x, w, dtype)
     beta = params.density if scale is not None else 0.0
     if beta:
         st.R = st.W * scale  # scale: local scale / its median, per row
@@ -167,12 +163,41 @@ def _agglomerate(
             frozen[r] = True
     alive = np.zeros(n, bool)
     alive[np.unique(root)] = True
-    # cluster-level cannot-link sets
-    cl: dict[int, set] = {}
+    cl_pairs = []
     for a, b in cannot_link:
         ra, rb = int(root[int(a)]), int(root[int(b)])
-        if ra == rb:
-            continue
+        if ra != rb:
+            cl_pairs.append((ra, rb))
+    return st, parent, root, frozen, alive, beta, cl_pairs
+
+
+def _agglomerate(
+    x: np.ndarray,
+    w: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    params: Params,
+    *,
+    active: np.ndarray,
+    must_link: Iterable[tuple[int, int]] = (),
+    cannot_link: Iterable[tuple[int, int]] = (),
+    frozen_groups: np.ndarray | None = None,
+    proposals: list | None = None,
+    exact: tuple[int, np.ndarray, np.ndarray] | None = None,
+    scale: np.ndarray | None = None,
+) -> np.ndarray:
+    """Core: returns a root id per row (rows of one cluster share it).
+
+    ``active``: rows allowed to carry merges (the others attach afterwards). ``frozen_groups``: per row, a
+    group id >= 0 for rows that start as one fixed cluster (existing people: two groups never merge), -1 else.
+    ``exact`` = (first, S, Q): rows first.. stand for whole existing people, with these exact sums
+    (their ``w`` is their face count).
+    """
+    n = len(x)
+    st, parent, root, frozen, alive, beta, cl_pairs = _setup(x, w, params, must_link, cannot_link, frozen_groups,
+                                                            exact, scale)
+    cl: dict[int, set] = {}
+    for ra, rb in cl_pairs:
         cl.setdefault(ra, set()).add(rb)
         cl.setdefault(rb, set()).add(ra)
     # cluster adjacency from active-active edges
@@ -255,6 +280,157 @@ def _agglomerate(
     return out
 
 
+def _edge_linkage(st: _Stats, ea: np.ndarray, eb: np.ndarray, beta: float, chunk: int = 1 << 16) -> np.ndarray:
+    """Linkage (density-scaled when ``beta``) of each edge (ea[i], eb[i]), in chunks (no [E, d] temporaries)."""
+    out = np.empty(len(ea), np.float64)
+    for i in range(0, len(ea), chunk):
+        pa, pb = ea[i:i + chunk], eb[i:i + chunk]
+        wa, wb = st.W[pa], st.W[pb]
+        dot = np.einsum("ij,ij->i", st.S[pa], st.S[pb]).astype(np.float64)
+        L = np.sqrt(np.maximum(st.Q[pa] / wa + st.Q[pb] / wb - 2.0 * dot / (wa * wb), 0.0))
+        if beta:
+            L = L / ((st.R[pa] + st.R[pb]) / (wa + wb)) ** beta
+        out[i:i + chunk] = L
+    return out
+
+
+STAGES, STAGE_FROM = 8, 0.5  # density on: thresholds t * linspace(0.5, 1, 8), one after the other
+ROUNDS_S32_FROM = 50_000  # rows; from here the rounds engine keeps cluster sums in float32 (memory, speed)
+
+
+def _unique(a: np.ndarray) -> np.ndarray:
+    """Sorted distinct values by sort + neighbour compare (numpy 2's hash-based unique is ~10x slower on
+    millions of int64 keys)."""
+    a = np.sort(a)
+    return a[np.r_[True, a[1:] != a[:-1]]] if len(a) else a
+
+
+def _agglomerate_rounds(
+    x: np.ndarray,
+    w: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    params: Params,
+    *,
+    active: np.ndarray,
+    must_link: Iterable[tuple[int, int]] = (),
+    cannot_link: Iterable[tuple[int, int]] = (),
+    frozen_groups: np.ndarray | None = None,
+    proposals: list | None = None,
+    exact: tuple[int, np.ndarray, np.ndarray] | None = None,
+    scale: np.ndarray | None = None,
+) -> np.ndarray:
+    """Same contract and result as :func:`_agglomerate` (the heap), in rounds of numpy over an edge array.
+
+    Why: the heap holds a Python tuple per candidate pair and a Python set of neighbours per cluster (3.8 GB at
+    100k faces). Average linkage is reducible (merging two clusters never brings the result closer to a third
+    than the nearer of the two was), so merging every *mutual best* pair below the threshold at once gives the
+    merges the best-first heap makes (reciprocal-nearest-neighbour agglomeration); the globally closest pair is
+    always mutual, so each round makes progress. State: edges (int32 roots a < b, float64 linkage, a
+    ``blocked`` flag for vetoed pairs: cannot-link, two frozen clusters (a proposal), ``max_size``; a block
+    lifts when either side changes, as the heap re-pushes a changed pair). Per round only the edges of merged
+    clusters are contracted, deduplicated and re-linked. Memory O(E) numpy + the cluster sums.
+    """
+    n = len(x)
+    dtype = np.float32 if n >= ROUNDS_S32_FROM else np.float64
+    st, parent, root, frozen, alive, beta, cl_pairs = _setup(x, w, params, must_link, cannot_link, frozen_groups,
+                                                            exact, scale, dtype)
+    idt = np.int32 if n < 2**31 - 1 else np.int64
+    keep = active[src] & active[dst]
+    s, d = root[src[keep]], root[dst[keep]]
+    m = s != d
+    key = _unique(np.minimum(s[m], d[m]).astype(np.int64) * n + np.maximum(s[m], d[m]))
+    del s, d, m, keep
+    ea, eb = (key // n).astype(idt), (key % n).astype(idt)
+    del key
+    L = _edge_linkage(st, ea, eb, beta)
+    blocked = np.zeros(len(ea), bool)
+    cl_key = _unique(np.array([min(a, b) * n + max(a, b) for a, b in cl_pairs], np.int64))
+    # thresholds rising in steps to the real one: with density on, linkage is not reducible, and a stage
+    # lets the close merges settle before far pairs may merge (closer to the heap's global order)
+    stages = list(np.linspace(params.threshold * STAGE_FROM, params.threshold, STAGES)[:-1]) if beta else []
+    stages.append(params.threshold)
+    t = stages.pop(0)
+    mapto = np.arange(n, dtype=idt)
+    touched = np.zeros(n, bool)
+    best_l = np.full(n, np.inf)
+    best_o = np.full(n, n, np.int64)
+    while True:
+        live = np.flatnonzero(~blocked & (L < t))
+        if not len(live):
+            if not stages:
+                break
+            t = stages.pop(0)
+            continue
+        la, lb, ll = ea[live], eb[live], L[live]
+        np.minimum.at(best_l, la, ll)
+        np.minimum.at(best_l, lb, ll)
+        ta, tb = ll == best_l[la], ll == best_l[lb]
+        np.minimum.at(best_o, la[ta], lb[ta])  # ties: the smaller other id (the globally first pair is mutual)
+        np.minimum.at(best_o, lb[tb], la[tb])
+        mut = ta & tb & (best_o[la] == lb) & (best_o[lb] == la)
+        best_l[la], best_l[lb], best_o[la], best_o[lb] = np.inf, np.inf, n, n
+        mi = live[mut]
+        pa, pb = ea[mi].astype(np.int64), eb[mi].astype(np.int64)
+        del la, lb, ll, ta, tb, mut, live
+        veto = np.isin(pa * n + pb, cl_key) if len(cl_key) else np.zeros(len(mi), bool)
+        ff = frozen[pa] & frozen[pb] & ~veto
+        if proposals is not None and ff.any():
+            proposals.extend((int(a), int(b), float(l)) for a, b, l in zip(pa[ff], pb[ff], L[mi[ff]]))
+        veto |= ff
+        if params.max_size:
+            veto |= st.n[pa] + st.n[pb] > params.max_size
+        blocked[mi[veto]] = True
+        go = ~veto
+        pa, pb = pa[go], pb[go]
+        if not len(pa):
+            continue
+        st.W[pa] += st.W[pb]
+        st.S[pa] += st.S[pb]
+        st.Q[pa] += st.Q[pb]
+        st.n[pa] += st.n[pb]
+        st.R[pa] += st.R[pb]
+        parent[pb] = pa
+        alive[pb] = False
+        frozen[pa] |= frozen[pb]
+        mapto[pb] = pa
+        touched[pa] = touched[pb] = True
+        ch = touched[ea] | touched[eb]
+        ci = np.flatnonzero(ch)
+        na, nb = mapto[ea[ci]], mapto[eb[ci]]
+        ok = na != nb
+        key = _unique(np.minimum(na[ok], nb[ok]).astype(np.int64) * n + np.maximum(na[ok], nb[ok]))
+        del na, nb, ok, ci
+        new_a, new_b = (key // n).astype(idt), (key % n).astype(idt)
+        del key
+        un = ~ch
+        ea = np.concatenate([ea[un], new_a])
+        eb = np.concatenate([eb[un], new_b])
+        L = np.concatenate([L[un], _edge_linkage(st, new_a, new_b, beta)])
+        blocked = np.concatenate([blocked[un], np.zeros(len(new_a), bool)])
+        del un, ch, new_a, new_b
+        if len(cl_key):
+            ca, cb = mapto[cl_key // n].astype(np.int64), mapto[cl_key % n].astype(np.int64)
+            cl_key = _unique(np.minimum(ca, cb) * n + np.maximum(ca, cb))
+        mapto[pb] = pb
+        touched[pa] = touched[pb] = False
+    out = parent.copy()
+    while True:  # pointer jumping: every row to its cluster's surviving id
+        nxt = out[out]
+        if (nxt == out).all():
+            break
+        out = nxt
+    passive = np.flatnonzero(~active)
+    if len(passive):
+        cl: dict[int, set] = {}
+        for k in cl_key.tolist():
+            a, b = divmod(k, n)
+            cl.setdefault(a, set()).add(b)
+            cl.setdefault(b, set()).add(a)
+        out = _attach(x, w, out, passive, src, dst, params, cl, frozen_groups)
+    return out
+
+
 def _attach(x, w, out, passive, src, dst, params, cl, frozen_groups) -> np.ndarray:
     """Each passive row joins the adjacent active cluster with the smallest linkage < threshold, if any.
     Passive rows never change the statistics other passive rows see (order does not matter)."""
@@ -272,9 +448,11 @@ def _attach(x, w, out, passive, src, dst, params, cl, frozen_groups) -> np.ndarr
     res = out.copy()
     is_p = np.zeros(len(x), bool)
     is_p[passive] = True
-    both = np.concatenate([src, dst]), np.concatenate([dst, src])
+    bs, bd = np.concatenate([src, dst]), np.concatenate([dst, src])
+    order = np.argsort(bs, kind="stable")  # edges by source (CSR): each passive row's neighbours in O(log E)
+    bs, bd = bs[order], bd[order]
     for p in passive.tolist():
-        cand = both[1][(both[0] == p)]
+        cand = bd[np.searchsorted(bs, p):np.searchsorted(bs, p, "right")]
         cand = cand[act[cand]]
         if len(cand) == 0:
             continue
@@ -294,17 +472,38 @@ def _attach(x, w, out, passive, src, dst, params, cl, frozen_groups) -> np.ndarr
     return res
 
 
-def _graph(x: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Candidate edges (src, dst) and, when density is on, each row's local scale / median local scale."""
-    i, d = knn(x, x, max(params.k, params.density_k if params.density else 0), exclude_self=True)
+def _graph(x: np.ndarray, params: Params, index=None, ids=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Candidate edges (src, dst) and, when density is on, each row's local scale / median local scale.
+    Exact blockwise kNN below ``index.EXACT_BELOW`` rows (or given no ANN), the vector index above."""
+    k = max(params.k, params.density_k if params.density else 0)
+    from ..index import knn_graph
+
+    i, d = knn_graph(x, k, index=index, ids=ids)
     scale = None
     if params.density and d.shape[1]:
         r = d[:, : params.density_k].mean(1).astype(np.float64)
         scale = r / max(float(np.median(r)), 1e-6)
     i, d = i[:, : params.k], d[:, : params.k]
     src = np.repeat(np.arange(len(x)), i.shape[1])
-    keep = d.ravel() < params.edge
+    keep = d.ravel() < params.edge  # also drops the -1 pads of short ANN answers (distance inf)
     return src[keep], i.ravel()[keep], scale
+
+
+_ENGINES = {"rounds": _agglomerate_rounds, "heap": _agglomerate}
+# Rows from which "auto" uses the rounds engine. Below it the heap stays: without density both agree
+# (identities_wild + utkface, 11.6k faces: pairwise F 0.9996 between the two partitions, identical at 0.46),
+# but the density factor is not reducible, so at the shipped density 0.5 the two orders differ in the large
+# distractor clusters (same LFW F 0.8674; pairwise F 0.816 between the partitions): small workspaces keep
+# the results (and the README numbers) they had. The heap's memory (a Python tuple per pair) is what caps it.
+ROUNDS_FROM = 20_000
+
+
+def _engine(name: str, n: int):
+    if name == "auto":
+        name = "heap" if n < ROUNDS_FROM else "rounds"
+    if name not in _ENGINES:
+        raise ValueError(f"engine must be auto, rounds or heap, not {name!r}")
+    return _ENGINES[name]
 
 
 def _renumber(roots: np.ndarray) -> np.ndarray:
@@ -319,24 +518,32 @@ def cluster(
     must_link: Iterable[tuple[int, int]] = (),
     cannot_link: Iterable[tuple[int, int]] = (),
     params: Params = DEFAULT,
+    engine: str = "auto",
+    index=None,
+    index_ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """Labels 0..m-1 (numbered in order of each cluster's first row) for rows of ``vectors`` [n, d].
 
     ``must_link`` / ``cannot_link``: pairs of row indices (human answers, one-face-per-photo rules...).
+    ``engine``: "rounds" (numpy mutual-best rounds), "heap" (best-first) or "auto" (heap below
+    :data:`ROUNDS_FROM` rows, rounds from there; see :func:`_agglomerate_rounds`).
+    ``index``: a :class:`faceset.index.VectorIndex` holding these rows under ``index_ids`` (ascending;
+    default row numbers) for the kNN graph; without one, one is built from ``index.EXACT_BELOW`` rows
+    (exact blockwise kNN below).
     """
     x = np.ascontiguousarray(vectors, np.float32)
     n = len(x)
     if n == 0:
         return np.zeros(0, np.int64)
-    src, dst, scale = _graph(x, params)
+    src, dst, scale = _graph(x, params, index=index, ids=index_ids)
     active = np.ones(n, bool)
     if quality is not None and params.min_quality > 0:
         active = np.asarray(quality, np.float64) >= params.min_quality
         for a, b in must_link:  # a face a human placed is not passive
             active[int(a)] = active[int(b)] = True
-    roots = _agglomerate(x, _weights(n, quality, params), src, dst, params, active=active,
-                         must_link=must_link, cannot_link=cannot_link, scale=scale)
-    return _renumber(roots)
+    roots = _engine(engine, n)(x, _weights(n, quality, params), src, dst, params, active=active,
+                             must_link=must_link, cannot_link=cannot_link, scale=scale)
+    return _renumber(refine.split_crowds(x, _renumber(roots), params, cluster, quality=quality, must_link=must_link))
 
 
 @dataclass
@@ -354,6 +561,10 @@ def cluster_incremental(
     must_link: Iterable[tuple[int, int]] = (),
     cannot_link: Iterable[tuple[int, int]] = (),
     params: Params = DEFAULT,
+    engine: str = "auto",
+    index=None,
+    new_ids: np.ndarray | None = None,
+    old_ids: np.ndarray | None = None,
 ) -> IncrementalResult:
     """Assign ``new`` rows against existing people (``old`` rows with ``old_labels`` >= 0, never moved).
 
@@ -361,6 +572,9 @@ def cluster_incremental(
     its average, not on its closest face); only those within ``params.edge`` of some new face are looked at.
     Two existing people are never merged here; the pairs that would have merged are ``proposals``.
     ``quality``: per new row. Constraint pairs index the concatenation ``[new; old]`` (new first).
+    ``index``: a :class:`faceset.index.VectorIndex` holding the old rows under ``old_ids`` and the new
+    ones under ``new_ids`` (both ascending; the workspace index keyed by face id) for the new -> old
+    neighbours and, with many new rows, their graph; exact blockwise kNN without one or below its cut-off.
     """
     xn = np.ascontiguousarray(new, np.float32)
     xo = np.ascontiguousarray(old, np.float32)
@@ -369,10 +583,18 @@ def cluster_incremental(
     if n == 0:
         return IncrementalResult(np.zeros(0, np.int64))
     if len(xo) == 0:
-        lab = cluster(xn, quality=quality, must_link=must_link, cannot_link=cannot_link, params=params)
+        lab = cluster(xn, quality=quality, must_link=must_link, cannot_link=cannot_link, params=params,
+                      engine=engine, index=index if new_ids is not None else None, index_ids=new_ids)
         return IncrementalResult(-(lab + 1))
     # which existing people are within reach of a new face
-    io, do = knn(xn, xo, params.k)
+    from ..index import EXACT_BELOW, search_rows
+
+    ann = index is not None and old_ids is not None and (index.uses_ann or index._wants_ann())
+    if ann and len(xo) >= EXACT_BELOW:
+        io, do = search_rows(index, xn, params.k, old_ids)
+        io, do = np.maximum(io, 0), np.where(io >= 0, do, np.inf)  # pads: distance inf, never an edge
+    else:
+        io, do = knn(xn, xo, params.k)
     touched = np.unique(old_labels[io[do < params.edge]])
     uniq = touched
     # one row per touched person: its statistics over all its faces (weights: face counts)
@@ -385,7 +607,8 @@ def cluster_incremental(
     np.add.at(S, gi, xo[sel].astype(np.float64))
     np.add.at(Q, gi, (xo[sel].astype(np.float64) ** 2).sum(1))
     # graph among new faces + new -> touched people
-    src_n, dst_n, _ = _graph(xn, params.with_(density=0.0))
+    big = ann and new_ids is not None and n >= EXACT_BELOW
+    src_n, dst_n, _ = _graph(xn, params.with_(density=0.0), index if big else None, new_ids if big else None)
     m = (do < params.edge) & np.isin(old_labels[io], uniq)
     rows = np.repeat(np.arange(n), io.shape[1])[m.ravel()]
     ppl = n + np.searchsorted(uniq, old_labels[io].ravel()[m.ravel()])
@@ -421,7 +644,7 @@ def cluster_incremental(
         if b < n:
             active[b] = True
     proposals: list = []
-    roots = _agglomerate(x_all, np.r_[w_new, W], src, dst, params, active=active, must_link=ml,
+    roots = _engine(engine, len(x_all))(x_all, np.r_[w_new, W], src, dst, params, active=active, must_link=ml,
                          cannot_link=cl, frozen_groups=frozen_groups, proposals=proposals, exact=(n, S, Q))
     labels = np.empty(n, np.int64)
     person_of_root = {}
@@ -440,7 +663,8 @@ def cluster_incremental(
             labels[i] = fresh[r]
     props = sorted({(min(int(uniq[a - n]), int(uniq[b - n])), max(int(uniq[a - n]), int(uniq[b - n])), round(l, 4))
                     for a, b, l in _proposal_rows(proposals, roots, n)})
-    return IncrementalResult(labels, props)
+    return IncrementalResult(refine.split_new_crowds(xn, xo, old_labels, labels, params, cluster, quality=quality,
+                                                     must_link=must_link), props)
 
 
 def _proposal_rows(proposals, roots, n):

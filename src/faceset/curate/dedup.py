@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..index import knn_graph
 from ..progress import bar
 from ..workspace import Workspace
-from .graph import UnionFind, knn
+from .graph import UnionFind
 from .phash import from_hex, near_pairs, phash, to_hex
 
 PHASH_RADIUS = 10  # candidate pairs
@@ -86,13 +87,11 @@ def find_duplicates(ws: Workspace, *, sheet: bool = False, progress: bool = True
     if main:
         ids = np.array(sorted(main), np.int64)
         emb = np.stack([main[i][0] for i in ids])
-        nn, dist = knn(emb, emb, 10, exclude_self=True)
-        for i, (row, drow) in enumerate(zip(nn, dist)):
-            for j, d in zip(row, drow):
-                if d < EMB_DUP:
-                    a, b = sorted((int(ids[i]), int(ids[j])))
-                    uf.union(a, b)
-                    how.setdefault((a, b), "embedding")
+        nn, dist = knn_graph(emb, 10)  # exact below index.EXACT_BELOW images, HNSW above
+        for i, j in zip(*np.nonzero(dist < EMB_DUP)):  # row by row, as before; pads are inf
+            a, b = sorted((int(ids[i]), int(ids[nn[i, j]])))
+            uf.union(a, b)
+            how.setdefault((a, b), "embedding")
     size = {image_id: pixels for image_id, pixels, _, _ in hashed}
     # A crop of a group shot matches the group's main face: keep the photo with more faces, or its
     # other people would leave the dataset with it.

@@ -9,10 +9,16 @@ Pure (numpy only). Evidence per face:
 
 Classes: ``certain`` (erase on ``--yes``) when ``rms <= certain_face`` or (``person <= certain_person`` and
 ``rms <= certain_face_in_person``); else ``review`` (listed, erased only when confirmed) when
-``distance <= review_face`` or (``person <= review_person`` and ``distance <= review_face_in_person``); else
-none. The operating points per number of selfies were chosen by person-disjoint cross-validation on
-identities_wild with all of utkface as distractors (bench/identity_cv.py): precision of ``certain`` >= 99.5%,
-recall of certain + review >= 99% (1 selfie) / 99.5% (3 selfies), review set as small as possible.
+``distance <= review_face`` or (``person <= review_person`` and ``distance <= review_face_in_person``), at most
+``review_max`` of them per request (the ones with the most evidence, smallest min(distance, person)); else none.
+
+The shipped operating points (bench/forget.py, person-disjoint halves of identities_wild with all 9,767
+utkface faces as distractors, chosen on one half, scored on the other, pooled): the certain rule is face-only
+(RMS distance to the selfies) because every rule that let cluster evidence make a face certain took strangers
+on the unseen half (certain precision 0.92-0.96); it is certain of only ~10% of a person's faces, so most of
+an erasure is the review list, capped per request because a list of 500 faces (what recall 0.99 costs with a
+distance bound alone) is no defence. Numbers per selfie count in
+bench/results/forget.md.
 """
 
 from __future__ import annotations
@@ -34,23 +40,21 @@ class MatchParams:
     review_face: float = 0.55
     review_person: float = 0.50
     review_face_in_person: float = 0.62
+    review_max: int = 0  # > 0: at most this many review faces per request, the best evidence min(distance, person)
 
     def with_(self, **kw) -> "MatchParams":
         return replace(self, **kw)
 
 
-# chosen by bench/identity_cv.py (person-disjoint CV, fold 0's training half; see bench/results/identity.md);
-# keyed by number of selfies (3 stands for 3 or more). Provisional: chosen with 1,398 of 9,780 utkface
-# distractors scanned; rerun the bench on the full cache before relying on them. Measured since then (raw
-# embeddings, cluster.DEFAULT 0.58 clusters, all 9,767 distractors, held-out half, 1 selfie): certain
-# precision 0.923, certain + review recall 0.961 -- below the goals. Person-level evidence is what lets
-# strangers in: a face-only certain set (rms <= 0.36, certain_person 0) was 1.000 precise on both halves
-# (recall 0.15); review at distance <= 0.62 then reaches recall 0.992 / 0.977 with ~110 review faces per
-# person. Re-choose here after the lead's full bench run.
+# chosen by bench/forget.py (choose_forget on each half; the certain distance is the smaller of the two halves
+# (each backed off by 0.02 from the largest safe one: see CERTAIN_BACKOFF there), the review bound the larger,
+# review_max 100: see bench/results/forget.md for what 10 / 25 / 50 / 200 cost);
+# keyed by number of selfies (3 stands for 3 or more). Held out, pooled, 1 / 2 / 3 selfies: certain precision
+# and certain + review recall in bench/results/forget.md.
 OPERATING_POINTS: dict[int, MatchParams] = {
-    1: MatchParams(0.36, 0.42, 0.54, 0.40, 0.62, 0.62),
-    2: MatchParams(0.30, 0.44, 0.50, 0.49, 0.60, 0.58),
-    3: MatchParams(0.38, 0.44, 0.48, 0.40, 0.62, 0.56),
+    1: MatchParams(0.34, 0.0, 0.0, 0.64, 0.64, 0.80, 100),
+    2: MatchParams(0.345, 0.0, 0.0, 0.66, 0.66, 0.80, 100),
+    3: MatchParams(0.35, 0.0, 0.0, 0.66, 0.66, 0.80, 100),
 }
 
 
@@ -108,6 +112,10 @@ def evidence(selfies: np.ndarray, vectors: np.ndarray, labels: np.ndarray | None
 def classify(dist: np.ndarray, rms: np.ndarray, person: np.ndarray, p: MatchParams) -> np.ndarray:
     cert = (rms <= p.certain_face) | ((person <= p.certain_person) & (rms <= p.certain_face_in_person))
     rev = ~cert & ((dist <= p.review_face) | ((person <= p.review_person) & (dist <= p.review_face_in_person)))
+    if p.review_max > 0 and rev.sum() > p.review_max:  # the list a curator can check: most evidence first
+        idx = np.flatnonzero(rev)
+        score = np.minimum(dist[idx], person[idx])
+        rev[idx[np.argsort(score, kind="stable")[p.review_max:]]] = False
     out = np.full(len(dist), NONE, dtype=object)
     out[cert] = CERTAIN
     out[rev] = REVIEW

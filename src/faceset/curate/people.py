@@ -35,6 +35,7 @@ from .graph import chinese_whispers, knn
 THRESHOLD = DEFAULT.threshold  # what `faceset people` uses (RMS cross-pair distance, cluster.py)
 CW_THRESHOLD = 0.57  # the previous Chinese-whispers edge threshold (cluster_embeddings, _cluster)
 K = 30
+MAX_CANDIDATES = 200  # merge candidates listed in the report (all are counted in merge_candidates_total)
 
 
 def edge_weight(d: np.ndarray, threshold: float) -> np.ndarray:
@@ -146,7 +147,8 @@ class PeopleReport:
     dup_ties: int = 0  # duplicate images' faces moved to their kept image's person
     # people that new faces link together: proposals for review, never merged automatically
     # (a merge could join two splits or two consent records)
-    merge_candidates: list[list[int]] = field(default_factory=list)
+    merge_candidates: list[list[int]] = field(default_factory=list)  # the MAX_CANDIDATES closest pairs
+    merge_candidates_total: int = 0
     threshold: float = THRESHOLD
     not_a_person: int = 0  # faces review marked as no person: never given one
     constraints: dict[str, int] = field(default_factory=dict)  # must_link / cannot_link pairs that applied
@@ -198,7 +200,7 @@ def cluster_people(ws: Workspace, *, threshold: float | None = None, params: Par
     p = _params(threshold, params)
     c = ws.catalog
     rep = PeopleReport(threshold=p.threshold)
-    faces = c.people.clustering_faces()
+    faces, ix = _clustering_input(ws)
     ids, image, quality, emb, person = faces.ids, faces.image_ids, faces.quality, faces.vectors, faces.person_ids
     rep.faces = len(ids)
     nap = c.review.not_a_person_faces()
@@ -223,15 +225,26 @@ def cluster_people(ws: Workspace, *, threshold: float | None = None, params: Par
     with bar("people: clustering", 1, progress and n_new > 0) as b:
         if n_new:
             res = cluster_incremental(emb[new_idx], emb[old_idx], person[old_idx], quality=quality[new_idx],
-                                      must_link=must, cannot_link=cannot, params=p)
+                                      must_link=must, cannot_link=cannot, params=p, index=ix,
+                                      new_ids=ids[new_idx], old_ids=ids[old_idx])
             labels, merges = res.labels, res.proposals
             # safety net: no person twice in one photo, also against assigned low-quality faces
             next_new = int(min(labels.min(initial=0), 0)) - 1
             labels = _one_face_per_image(labels, image[new_idx], quality[new_idx],
                                          list(zip(person[assigned].tolist(), image[assigned].tolist())), next_new)
         b.advance()
-    rep.merge_candidates = sorted({(int(a), int(b_)) for a, b_, _ in merges})
-    rep.merge_candidates = [list(m) for m in rep.merge_candidates]
+    if ix is not None:  # derived (cache/vectors): the next run adds only the new faces to it
+        from ..vectors import save_face_index
+
+        save_face_index(ws, ix)
+    best: dict[tuple[int, int], float] = {}
+    for a, b_, l in merges:
+        k = (min(int(a), int(b_)), max(int(a), int(b_)))
+        best[k] = min(best.get(k, np.inf), float(l))
+    # the closest pairs first, a bounded list: after the crowd split, look-alike pieces propose each other
+    # by the thousand, and a curator reads the top of the list (`people review` ranks questions itself)
+    rep.merge_candidates_total = len(best)
+    rep.merge_candidates = [list(k) for k, _ in sorted(best.items(), key=lambda kv: (kv[1], kv[0]))[:MAX_CANDIDATES]]
     with c.tx():
         new_ids: dict[int, int] = {}
         person_of: dict[int, int] = {}
@@ -249,7 +262,7 @@ def cluster_people(ws: Workspace, *, threshold: float | None = None, params: Par
         rep.dup_ties = c.people.follow_kept_duplicates()
         _refresh_people(ws)
         c.audit("people", faces=rep.faces, assigned=rep.assigned_now, joined_existing=rep.joined_existing,
-                new_people=rep.new_people, dup_ties=rep.dup_ties, merge_candidates=len(rep.merge_candidates),
+                new_people=rep.new_people, dup_ties=rep.dup_ties, merge_candidates=rep.merge_candidates_total,
                 threshold=p.threshold, existing_people=len(before), not_a_person=rep.not_a_person,
                 must_link=rep.constraints["must_link"], cannot_link=rep.constraints["cannot_link"])
     sizes = np.array(c.people.face_counts(), np.int64)
@@ -260,6 +273,20 @@ def cluster_people(ws: Workspace, *, threshold: float | None = None, params: Par
                                 "mean": round(float(sizes.mean()), 2), "max": int(sizes.max())}
     rep.top = [p_._asdict() for p_ in c.people.summaries(largest_first=True, limit=20)]
     return rep
+
+
+def _clustering_input(ws: Workspace):
+    """(faces, index): below ``vectors.SIDECAR_FROM`` embedded faces, one catalog query and no index (exact
+    kNN, as always); from there the metadata in keyset pages, the vectors from the memory-mapped sidecar and
+    the workspace's ANN index (``vectors.face_index``), so a million faces are never one giant query."""
+    from .. import vectors as V
+
+    c = ws.catalog
+    if c.faces.embedding_fingerprint().count < V.SIDECAR_FROM:
+        return c.people.clustering_faces(), None
+    v = V.sync(ws)
+    faces = c.people.clustering_faces_chunked(lambda fids: V.read_vectors(ws, fids))
+    return faces, V.face_index(ws, v)
 
 
 def _refresh_people(ws: Workspace) -> None:
@@ -301,7 +328,7 @@ class ReviewQuestion:
     person_b: int
     image_a: int
     image_b: int
-    kind: str  # merge (two people that may be one) | split (a face that may not belong to its person)
+    kind: str  # move (face a may be b's person) | merge (two people that may be one) | split (a off its person)
     gain: float  # expected face pairs fixed by the answer
     linkage: float  # RMS distance between the two sides
 
@@ -338,15 +365,19 @@ def review_questions(ws: Workspace, limit: int = 10, *, params: Params | None = 
         a, b, pa, pb = int(fids[q.a]), int(fids[q.b]), int(pids[q.a]), int(pids[q.b])
         if q.kind == "merge" and photos.get(pa, set()) & photos.get(pb, set()):
             continue  # one person appears once per photo: these two cannot be one
+        if q.kind == "move" and images[a] in photos.get(pb, set()):
+            continue  # b's person is already in a's photo
         out.append(ReviewQuestion(a, b, pa, pb, images[a], images[b], q.kind, round(q.gain, 3), round(q.linkage, 4)))
     return out[:limit]
 
 
-def answer(ws: Workspace, a: int, b: int, same: bool):
+def answer(ws: Workspace, a: int, b: int, same: bool, kind: str | None = None):
     """Apply one answer about faces ``a`` and ``b`` as a review decision (:mod:`faceset.curate.decisions`):
-    same -> their people merge (must-link; a must-link alone when they already share a person); not the
-    same -> face ``a`` is split off its person when they share one (cannot-link), else a cannot-link between
-    the two faces keeps their people apart in every later run. Returns the verb's ``DecisionReport``."""
+    same -> for a ``move`` question face ``a`` moves to ``b``'s person, for a ``merge`` their people merge
+    (a must-link alone when they already share a person); not the same -> face ``a`` is split off its person
+    when they share one (cannot-link), else a cannot-link between the two faces keeps them apart in every
+    later run. ``kind`` None: the kind of the question currently asked about (a, b) (``merge`` if none is).
+    Returns the verb's ``DecisionReport``."""
     from . import decisions as D
 
     a, b = int(a), int(b)
@@ -363,6 +394,10 @@ def answer(ws: Workspace, a: int, b: int, same: bool):
     if pa is None or pb is None:
         raise UsageError("both faces need a person (run `faceset people` first; not-a-person faces have none)")
     if same and pa != pb:
+        if kind is None:
+            kind = next((q.kind for q in review_questions(ws, 100) if (q.face_a, q.face_b) == (a, b)), "merge")
+        if kind == "move":
+            return D.split_faces(ws, [a], into=pb)
         keep, other = (pa, pb) if _size(ws, pa) >= _size(ws, pb) else (pb, pa)
         return D.merge_people(ws, keep, [other])
     if not same and pa == pb:

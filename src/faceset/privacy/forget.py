@@ -213,10 +213,9 @@ def find_matches(
     q = np.atleast_2d(selfie_emb if selfie_emb is not None else selfie_embeddings(selfies)).astype(np.float32)
     p = params or _match_params(len(q), threshold, cluster_radius)
     c = ws.catalog
-    ids, emb = c.faces.embeddings()
+    ids, emb, person = _candidates(ws, q, p)
     if len(ids) == 0:
         return []
-    person = c.faces.persons_of_embedded()
     # unclustered faces are their own cluster (a negative label each), so they only carry face evidence
     labels = np.array([person.get(int(i)) or -int(i) for i in ids], np.int64)
     res = M.match(q, emb, labels, params=p)
@@ -252,6 +251,30 @@ def find_matches(
             rms=round(ev[r.face_id][1], 4), person_distance=round(ev[r.face_id][2], 4),
         ))
     return out
+
+
+def _candidates(ws: Workspace, q: np.ndarray, p: M.MatchParams) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(face ids, embeddings, face id -> person) that the match has to look at.
+
+    Small workspaces: every embedded face (one query). From ``vectors.SIDECAR_FROM`` faces: only faces a
+    selfie could match plus their whole clusters. No class of curate/match.py takes a face farther than
+    ``reach`` from every selfie (its distance is at most its RMS, and each rule bounds one of them), so an
+    exact range search over the memory-mapped sidecar (``index.within``) finds every possible match; the
+    candidates' people come in whole, so the person-level evidence is the same as over all faces."""
+    from .. import vectors as V
+    from ..index import within
+
+    c = ws.catalog
+    if c.faces.embedding_fingerprint().count < V.SIDECAR_FROM:
+        ids, emb = c.faces.embeddings()
+        return ids, emb, c.faces.persons_of_embedded() if len(ids) else {}
+    reach = max(p.certain_face, p.certain_face_in_person, p.review_face, p.review_face_in_person)
+    v = V.sync(ws)
+    near = v.ids[within(q, v.vectors, reach)]
+    person = c.faces.persons_of(near)
+    ids = np.union1d(near, c.faces.embedded_of_people({x for x in person.values() if x is not None}))
+    person.update(c.faces.persons_of(np.setdiff1d(ids, near)))
+    return ids, V.read_vectors(ws, ids), person
 
 
 def original_path(kind: str, uri: str | None, path: str) -> str:
