@@ -14,7 +14,10 @@ Images (all from ../shared/data, nothing copied into the repo):
 
 Each side runs in its own subprocess; the parent samples the RSS and CPU time of it and its workers
 every 50 ms. CPU seconds are the steadier comparison on a shared machine (wall time moves with other
-jobs' load, and the two sides run one after the other).
+jobs' load). ``--rounds N`` (default 2) runs both sides N times per set, interleaved (faceset first, then
+the peer first, ...), and reports the median ratios with every round's.
+Camera-size photos: real portraits, group shots and pets upscaled to 4032 px on the long side (12 MP at 4:3)
+in a temp folder. Per-stage seconds on both sides (the peer: decode, HOG detect, landmarks + encode).
 
     python bench/scan.py                      # writes bench/results/scan.{json,md}
     python bench/scan.py --utk 100 --hard 10  # quicker
@@ -165,10 +168,15 @@ def run_faceset(items: list[dict], workers: int, tmp: Path, opts: dict | None = 
 def _peer_one(path: str):
     import face_recognition
 
+    t0 = time.perf_counter()
     img = face_recognition.load_image_file(path)
+    t1 = time.perf_counter()
     locs = face_recognition.face_locations(img)  # HOG, upsample 1 (its default)
+    t2 = time.perf_counter()
     face_recognition.face_encodings(img, locs)
-    return path, [[l, t, r - l, b - t] for t, r, b, l in locs]
+    t3 = time.perf_counter()
+    return path, [[l, t, r - l, b - t] for t, r, b, l in locs], {"decode": t1 - t0, "detect": t2 - t1,
+                                                                "landmarks+encode": t3 - t2}
 
 
 def _shim_pkg_resources() -> None:
@@ -193,9 +201,14 @@ def run_peer(items: list[dict], workers: int, tmp: Path) -> dict:
     import face_recognition  # noqa: F401  (fail here, not in a worker)
 
     t = time.perf_counter()
+    res, stages = {}, {}
     with ProcessPoolExecutor(workers) as ex:
-        res = dict(ex.map(_peer_one, [it["path"] for it in items], chunksize=4))
-    return {"seconds": time.perf_counter() - t, "images": len(items), "boxes": res}
+        for path, boxes, st in ex.map(_peer_one, [it["path"] for it in items], chunksize=4):
+            res[path] = boxes
+            for k, v in st.items():
+                stages[k] = stages.get(k, 0.0) + v
+    return {"seconds": time.perf_counter() - t, "images": len(items), "boxes": res,
+            "stage_seconds": {k: round(v, 3) for k, v in stages.items()}}
 
 
 def child(side: str, manifest: Path, workers: int, out: Path, opts: dict | None = None) -> None:
@@ -293,9 +306,40 @@ def _have_peer() -> bool:
     return importlib.util.find_spec("face_recognition") is not None
 
 
-def compare(name: str, items: list[dict], workers: int, tmp: Path, opts: dict | None = None) -> dict:
+def _median(v: list[float]) -> float:
+    v = sorted(v)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def compare(name: str, items: list[dict], workers: int, tmp: Path, opts: dict | None = None,
+            rounds: int = 1) -> dict:
+    """Both sides ``rounds`` times, interleaved A B B A ... (the machine's load drifts): median ratios."""
+    if not _have_peer() or rounds <= 1:
+        return compare_once(name, items, workers, tmp, opts)
+    runs = []
+    for i in range(rounds):
+        runs.append(compare_once(name, items, workers, tmp, opts, peer_first=bool(i % 2)))
+    r = dict(runs[0])
+    r["rounds"] = [{"speed_ratio": x["speed_ratio"], "cpu_ratio": x["cpu_ratio"],
+                    "faceset_images_per_s": x["faceset"]["images_per_s"],
+                    "peer_images_per_s": x["face_recognition"]["images_per_s"],
+                    "faceset_cpu_seconds": x["faceset"]["cpu_seconds"],
+                    "peer_cpu_seconds": x["face_recognition"]["cpu_seconds"],
+                    "order": "peer first" if i % 2 else "faceset first"} for i, x in enumerate(runs)]
+    r["speed_ratio"] = round(_median([x["speed_ratio"] for x in runs]), 2)
+    r["cpu_ratio"] = round(_median([x["cpu_ratio"] for x in runs]), 2)
+    for side in ("faceset", "face_recognition"):
+        r[side] = dict(r[side])
+        r[side]["peak_rss_mb"] = max(x[side]["peak_rss_mb"] for x in runs)
+    return r
+
+
+def compare_once(name: str, items: list[dict], workers: int, tmp: Path, opts: dict | None = None,
+                 peer_first: bool = False) -> dict:
     man = tmp / f"{name}.json"
     man.write_text(json.dumps(items))
+    if peer_first and _have_peer():
+        peer = run_side("face_recognition", man, workers, tmp)
     fs = run_side("faceset", man, workers, tmp, opts)
     by_sub: dict = {}
     for it in items:
@@ -307,7 +351,8 @@ def compare(name: str, items: list[dict], workers: int, tmp: Path, opts: dict | 
                             "peak_rss_mb": fs["peak_rss_mb"], "cpu_seconds": fs["cpu_seconds"],
                             "stage_cpu_seconds": fs["report"]["stage_seconds"], "faces": fs["report"]["faces"],
                             "not_real": fs["report"].get("not_real", 0), "quality": score(items, fs["boxes"])}}
-    peer = run_side("face_recognition", man, workers, tmp)
+    if not peer_first:
+        peer = run_side("face_recognition", man, workers, tmp)
     peer_ips = len(items) / peer["seconds"]
     return {
         "images": len(items), "by_subset": by_sub,
@@ -317,7 +362,7 @@ def compare(name: str, items: list[dict], workers: int, tmp: Path, opts: dict | 
                     "faces": fs["report"]["faces"], "quality": score(items, fs["boxes"])},
         "face_recognition": {"seconds": round(peer["seconds"], 2), "images_per_s": round(peer_ips, 2),
                              "peak_rss_mb": peer["peak_rss_mb"], "cpu_seconds": peer["cpu_seconds"],
-                             "quality": score(items, peer["boxes"])},
+                             "stage_cpu_seconds": peer["stage_seconds"], "quality": score(items, peer["boxes"])},
         "speed_ratio": round(fs_ips / peer_ips, 2),
         "cpu_ratio": round(peer["cpu_seconds"] / fs["cpu_seconds"], 2),
     }
@@ -329,6 +374,8 @@ def main() -> None:
     ap.add_argument("--hard", type=int, default=30, help="portraits to make hard variants from (4 each)")
     ap.add_argument("--camera", type=int, default=16, help="portraits upscaled to 4032 px (+ n/4 groups, n/4 pets)")
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="runs of both sides per set, interleaved (faceset first, then peer first, ...): median")
     ap.add_argument("--child")
     ap.add_argument("--manifest", type=Path)
     ap.add_argument("--out", type=Path)
@@ -359,7 +406,7 @@ def main() -> None:
            "machine": {"cpus": os.cpu_count(), "workers": a.workers, "python": platform.python_version()},
            "detector": opts.get("detector", pipeline.DEFAULT_DETECTOR),
            "verifier": opts.get("verifier", pipeline.DEFAULT_VERIFIER),
-           "sets": {k: compare(k, v, a.workers, tmp, opts) for k, v in sets.items()}}
+           "rounds": a.rounds, "sets": {k: compare(k, v, a.workers, tmp, opts, a.rounds) for k, v in sets.items()}}
     OUT.mkdir(parents=True, exist_ok=True)
     stem = "scan_quick" if a.quick else "scan"
     (OUT / f"{stem}.json").write_text(json.dumps(res, indent=2) + "\n")
@@ -401,7 +448,13 @@ def to_md(res: dict) -> str:
             else:
                 L.append(f"| {k} | {v} | {p} | |")
         L += ["", "faceset worker seconds by stage (wall time inside the workers, summed): "
-              + ", ".join(f"{k} {v:.1f}" for k, v in fs["stage_cpu_seconds"].items()), ""]
+              + ", ".join(f"{k} {v:.1f}" for k, v in fs["stage_cpu_seconds"].items()),
+              "", "face_recognition worker seconds by stage: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in pe.get("stage_cpu_seconds", {}).items()), ""]
+        if r.get("rounds"):
+            L += [f"Ratios above: median of {len(r['rounds'])} interleaved rounds (first round's quality rows); "
+                  "per round (images/s ratio, CPU ratio): "
+                  + "; ".join(f"{x['order']}: {x['speed_ratio']}x, {x['cpu_ratio']}x" for x in r["rounds"]), ""]
     return "\n".join(L) + "\n"
 
 

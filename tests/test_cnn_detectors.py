@@ -150,7 +150,7 @@ def _face_vector(rgb):
     shape = align.shape_of(d.landmarks, d.box)
     chip = align.chips(rgb, [shape])[0]
     crop = align.chips(rgb, [shape], align.CROP_SIZE, align.CROP_PADDING)[0]
-    return verify.face_features(chip, crop, embed_chips([chip])[0])
+    return verify.face_features(chip, crop, embed_chips([chip])[0], rgb=rgb, box=d.box)
 
 
 def test_shipped_verifier_tells_a_photo_from_a_cartoon(data_dir, portrait):

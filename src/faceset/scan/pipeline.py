@@ -31,13 +31,13 @@ DECODE_SIDE = 1600   # JPEG draft decoding keeps at least this long side (chips 
 DETECTORS = ("centerface", "yunet", "cascade")
 DEFAULT_DETECTOR = "centerface"
 CNN_THRESHOLD = 0.5
-# The real-human-face verifier (scan/verify.py): 'full' = embedding + chip statistics + MobileNetV2 crop
-# features (~34 ms/face on one CPU core), 'fast' = embedding + chip statistics (~1 ms/face), 'auto' = 'fast'
-# first, 'full' only for faces 'fast' gives P(real) < AUTO_SURE; 'off'. Without torch, full/auto run 'fast'.
-# 'auto' is the default: on tests/test_scan.py's nonface sample 'fast' lets 2/24 pets/memes through (goal
-# <= 1), 'full' 0/24; held-out CV (bench/results/face_verifier.md) no-face rejected 87.8% full vs 86.7% fast,
-# portraits 100% vs 99.6%. On 260 CenterFace faces (identities, groups, nonface) 'auto' at 0.5 ran MobileNet
-# on 52 and decided every face as 'full' did (first disagreement below a cut of 0.2).
+# The real-human-face verifier (scan/verify.py): 'full' = embedding + chip statistics + EfficientNet-Lite0 of
+# the crop + MobileNetV2 of a 2.5x context square and of the whole image (2 CNN passes per face + 1 per image),
+# 'fast' = embedding + chip statistics (~1 ms/face, no torch), 'auto' = 'fast' first, 'full' only for faces
+# 'fast' gives P(real) < AUTO_SURE; 'off'. Without torch, full/auto run 'fast'. 'auto' is the default.
+# Held-out CV (bench/results/face_verifier.md, 1,860 images, det. 0.5): no-face rejected full 92.5% / auto
+# 91.9% / fast 85.9% (the previous crop-only MobileNet head: 88.4%); real faces in pets/memes/hard 90.5% /
+# 92.7% / 94.2% (previous 94.2%, detector alone 94.9%); portraits 99.7% / 99.8% / 99.6%.
 VERIFIERS = ("auto", "full", "fast", "off")
 DEFAULT_VERIFIER = "auto"
 AUTO_SURE = 0.5
@@ -62,8 +62,12 @@ def find(rgb: np.ndarray, detector: str = DEFAULT_DETECTOR) -> list[cascade.Det]
     return find_faces_cnn(rgb, detector=detector, threshold=CNN_THRESHOLD)
 
 
-def _verify(verifier: str, chips: list, crops: list, embs) -> list[tuple[bool, str, float]]:
-    """(real, kind, P(real)) per face; everything real when the verifier is off."""
+def _verify(verifier: str, chips: list, crops: list, embs, rgb: np.ndarray | None = None,
+            boxes: list | None = None) -> list[tuple[bool, str, float]]:
+    """(real, kind, P(real)) per face; everything real when the verifier is off.
+
+    ``rgb`` + ``boxes`` ((l, t, r, b) per face) are for weights with context blocks (verify.cnn_blocks).
+    """
     if verifier == "off" or embs is None or not len(chips):
         return [(True, "real", 1.0)] * len(chips)
     from . import verify
@@ -83,12 +87,12 @@ def _verify(verifier: str, chips: list, crops: list, embs) -> list[tuple[bool, s
         if not todo:
             return out
     v = verify.load()
-    mob = None
-    if "mobilenet" in v.blocks:
-        if any(crops[i] is None for i in todo):
-            raise ValueError("the full verifier needs the 224 px crops")
-        mob = verify.mobilenet_features([crops[i] for i in todo])
-    X = np.stack([verify.face_features(chips[i], crops[i], embs[i], v.blocks, None if mob is None else mob[j])
+    if any(b in verify.CNN_BLOCKS for b in v.blocks) and any(crops[i] is None for i in todo):
+        raise ValueError("the full verifier needs the 224 px crops")
+    cnn = verify.cnn_blocks(v.blocks, [crops[i] for i in todo], rgb,
+                            None if boxes is None else [boxes[i] for i in todo])
+    X = np.stack([verify.face_features(chips[i], crops[i], embs[i], v.blocks,
+                                       extra={b: f[j] for b, f in cnn.items()})
                   for j, i in enumerate(todo)])
     for i, r in zip(todo, v.predict(X)):
         out[i] = r
@@ -146,7 +150,7 @@ def analyze_rgb(rgb: np.ndarray, *, embed: bool = True, crops: bool = True, timi
     t2 = time.perf_counter()
     embs = embed_chips(chips) if embed else None
     t3 = time.perf_counter()
-    verdicts = _verify(verifier if embed else "off", chips, big, embs)
+    verdicts = _verify(verifier if embed else "off", chips, big, embs, rgb, [d.box for d in dets])
     t4 = time.perf_counter()
     out = []
     for i, (d, chip, crop) in enumerate(zip(dets, chips, big)):

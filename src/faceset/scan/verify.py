@@ -13,7 +13,15 @@ Features (``FEATURES`` lists the blocks; the shipped weight file says which it u
   colour count / entropy, gradient and Laplacian statistics, sensor-noise residual, an LBP histogram);
   ~1 ms per face with numpy;
 - ``mobilenet``: MobileNetV2 ImageNet features (1280-D, pooled) of the 224 px crop
-  (``faceset.train.backbones``; weights ship in a package); torch needed, ~10-20 ms per face on CPU.
+  (``faceset.train.backbones``; weights ship in a package); torch needed, ~10-20 ms per face on CPU;
+  ``mobilenet_flip`` / ``mobilenet_tta``: of the mirrored crop / the mean of both;
+- ``effnet``: EfficientNet-Lite0 features of the crop;
+- ``mobilenet_ctx``: MobileNetV2 of a square 2.5x the detector box around the face (canvas, frame, plinth,
+  a drawn body), ``mobilenet_img``: of the whole image squashed to 224 px (once per image).
+  Context blocks need the image and the box (``cnn_blocks(blocks, crops, rgb, boxes)``).
+
+Shipped (bench/results/face_verifier.md): ``face_verifier.npz`` = embedding+stats+effnet+mobilenet_ctx+
+mobilenet_img, ``face_verifier_fast.npz`` = embedding+stats.
 
 The head is a multinomial logistic regression (classes: real + the non-real kinds), trained by
 ``bench/train_face_verifier.py`` with source- and person-disjoint cross-validation on ../shared/data and
@@ -30,7 +38,8 @@ import numpy as np
 
 WEIGHTS = Path(__file__).with_name("weights") / "face_verifier.npz"            # embedding+stats+mobilenet
 WEIGHTS_FAST = Path(__file__).with_name("weights") / "face_verifier_fast.npz"  # embedding+stats (no torch)
-BLOCK_DIMS = {"embedding": 128, "stats": 40, "mobilenet": 1280}
+BLOCK_DIMS = {"embedding": 128, "stats": 40, "mobilenet": 1280, "mobilenet_flip": 1280, "mobilenet_tta": 1280,
+              "mobilenet_ctx": 1280, "mobilenet_img": 1280, "effnet": 1280}
 FEATURES = ("embedding", "stats", "mobilenet")
 KINDS = ("real", "cartoon", "painting", "render", "sculpture", "object", "animal")
 STATS_NAMES = (
@@ -100,33 +109,111 @@ def chip_stats(chip: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def _mobilenet():
+def _backbone(name: str = "mobilenet_v2"):
     import torch
 
     from ..train.backbones import create
 
-    bb = create("mobilenet_v2")
+    bb = create(name)
     mean = torch.tensor(bb.mean).view(1, 3, 1, 1)
     std = torch.tensor(bb.std).view(1, 3, 1, 1)
     return bb.net.eval(), mean, std
 
 
-def mobilenet_features(crops: list[np.ndarray]) -> np.ndarray:
-    """float32[n, 1280] MobileNetV2 ImageNet features of 224 px face crops (batched)."""
+def _mobilenet():
+    return _backbone("mobilenet_v2")
+
+
+def backbone_features(images: list[np.ndarray], name: str = "mobilenet_v2") -> np.ndarray:
+    """float32[n, 1280] ImageNet features (``faceset.train.backbones``) of 224 px RGB images (batched)."""
     import torch
 
-    if not len(crops):
+    if not len(images):
         return np.zeros((0, 1280), np.float32)
-    net, mean, std = _mobilenet()
-    x = torch.from_numpy(np.stack([np.asarray(c, np.uint8) for c in crops])).permute(0, 3, 1, 2).float() / 255.0
+    net, mean, std = _backbone(name)
+    x = torch.from_numpy(np.stack([np.asarray(c, np.uint8) for c in images])).permute(0, 3, 1, 2).float() / 255.0
     with torch.inference_mode():
         return net((x - mean) / std).numpy().astype(np.float32)
 
 
+def mobilenet_features(crops: list[np.ndarray]) -> np.ndarray:
+    """float32[n, 1280] MobileNetV2 ImageNet features of 224 px face crops (batched)."""
+    return backbone_features(crops, "mobilenet_v2")
+
+
+def context_crop(rgb: np.ndarray, box, scale: float = 2.5, size: int = 224) -> np.ndarray:
+    """A square ``scale`` x the (l, t, r, b) box around its centre, resized to ``size`` (outside: black).
+
+    What surrounds a face (canvas, frame, plinth, a drawn body, fur) tells photos from art better than
+    the aligned face alone.
+    """
+    from PIL import Image
+
+    l, t, r, b = (float(v) for v in box)
+    cx, cy = (l + r) / 2, (t + b) / 2
+    half = scale * max(r - l, b - t, 1.0) / 2
+    im = Image.fromarray(np.ascontiguousarray(rgb))
+    c = im.crop((int(round(cx - half)), int(round(cy - half)), int(round(cx + half)), int(round(cy + half))))
+    return np.asarray(c.resize((size, size), Image.BILINEAR))
+
+
+def image_thumb(rgb: np.ndarray, size: int = 224) -> np.ndarray:
+    """The whole image squashed to ``size`` x ``size`` (its look as a whole: photo, drawing, render)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((size, size), Image.BILINEAR))
+
+
+CNN_BLOCKS = ("mobilenet", "mobilenet_flip", "mobilenet_tta", "mobilenet_ctx", "mobilenet_img", "effnet")
+
+
+def cnn_blocks(blocks, crops: list, rgb: np.ndarray | None = None, boxes: list | None = None) -> dict:
+    """The CNN feature blocks in ``blocks`` for n faces at once: {block: float32[n, 1280]}.
+
+    ``crops``: the 224 px aligned crops; ``rgb`` + ``boxes`` ((l, t, r, b) per face): the image, for the
+    context crop (``mobilenet_ctx``) and the whole-image block (``mobilenet_img``, computed once).
+    """
+    need = [b for b in blocks if b in CNN_BLOCKS]
+    out: dict = {}
+    n = len(crops)
+    if not need or not n:
+        return out
+    if any(b in ("mobilenet_ctx", "mobilenet_img") for b in need) and (rgb is None or boxes is None):
+        raise VerifierUnavailable("the verifier needs the image and the face boxes (context features)")
+    if any(b in ("mobilenet", "mobilenet_flip", "mobilenet_tta", "effnet") for b in need) and any(
+            c is None for c in crops):
+        raise VerifierUnavailable("the verifier needs the 224 px crop")
+    if any(b in ("mobilenet", "mobilenet_tta") for b in need):
+        out["mobilenet"] = backbone_features(crops)
+    if any(b in ("mobilenet_flip", "mobilenet_tta") for b in need):
+        out["mobilenet_flip"] = backbone_features([np.ascontiguousarray(c[:, ::-1]) for c in crops])
+    if "mobilenet_tta" in need:
+        out["mobilenet_tta"] = (out["mobilenet"] + out["mobilenet_flip"]) / 2
+    if "mobilenet_ctx" in need:
+        out["mobilenet_ctx"] = backbone_features([context_crop(rgb, b) for b in boxes])
+    if "mobilenet_img" in need:
+        out["mobilenet_img"] = np.repeat(backbone_features([image_thumb(rgb)]), n, 0)
+    if "effnet" in need:
+        out["effnet"] = backbone_features(crops, "efficientnet_lite0")
+    return out
+
+
 def face_features(chip: np.ndarray, crop: np.ndarray | None, embedding: np.ndarray | None,
-                  blocks: tuple[str, ...] | None = None, mobilenet: np.ndarray | None = None) -> np.ndarray:
-    """Concatenated feature vector of one face in the order of ``blocks`` (default: the shipped model's)."""
+                  blocks: tuple[str, ...] | None = None, mobilenet: np.ndarray | None = None, *,
+                  rgb: np.ndarray | None = None, box=None, extra: dict | None = None) -> np.ndarray:
+    """Concatenated feature vector of one face in the order of ``blocks`` (default: the shipped model's).
+
+    CNN blocks come from ``extra`` ({block: vector}, e.g. one row of :func:`cnn_blocks`), ``mobilenet``,
+    or are computed here from ``crop`` (and ``rgb`` + the face's (l, t, r, b) ``box`` for context blocks).
+    """
     blocks = tuple(blocks or load().blocks)
+    extra = dict(extra or {})
+    if mobilenet is not None:
+        extra.setdefault("mobilenet", mobilenet)
+    missing = [b for b in blocks if b in CNN_BLOCKS and b not in extra]
+    if missing:
+        got = cnn_blocks(missing, [crop], rgb, None if box is None else [box])
+        extra.update({k: v[0] for k, v in got.items()})
     parts = []
     for b in blocks:
         if b == "embedding":
@@ -135,12 +222,8 @@ def face_features(chip: np.ndarray, crop: np.ndarray | None, embedding: np.ndarr
             parts.append(np.asarray(embedding, np.float32).ravel())
         elif b == "stats":
             parts.append(chip_stats(chip))
-        elif b == "mobilenet":
-            if mobilenet is None:
-                if crop is None:
-                    raise VerifierUnavailable("the verifier needs the 224 px crop")
-                mobilenet = mobilenet_features([crop])[0]
-            parts.append(np.asarray(mobilenet, np.float32).ravel())
+        elif b in CNN_BLOCKS:
+            parts.append(np.asarray(extra[b], np.float32).ravel())
         else:
             raise ValueError(f"unknown feature block {b!r}")
     return np.concatenate(parts)
