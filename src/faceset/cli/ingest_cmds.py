@@ -34,7 +34,15 @@ def ingest_cmd(
     max_pixels: int = typer.Option(100_000_000, "--max-pixels",
                                    help="Reject images with more pixels (decompression bombs)."),
     max_file_mb: int = typer.Option(256, "--max-file-mb", help="Reject files (or archive members) larger than this."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Decode processes (default 2; 1 = in-process)."),
+    workers: Optional[int] = typer.Option(None, "--workers",
+                                          help="Decode processes, or Ray tasks at once with --engine ray "
+                                               "(default 2; 1 = in-process)."),
+    engine: str = typer.Option("local", "--engine",
+                               help="Where images are decoded: local (process pool) | ray (bytes shipped to Ray "
+                                    "tasks; this process writes store and catalog)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="Ray cluster to join with --engine ray (e.g. ray://head:10001; "
+                                                   "default: start a local Ray)."),
     confine: bool = typer.Option(False, "--confine",
                                  help="Manifest rows may only name files inside the manifest's folder (default: "
                                       "any readable path)."),
@@ -46,9 +54,14 @@ def ingest_cmd(
 
     Exit codes: 0 done (per-file rejections are counted, not errors); 2 usage or fatal error, nothing written.
     """
+    from ..engines import ENGINES
     from ..ingest import IngestError, check_request, ingest
     from ..workspace import MARKER, WorkspaceError, default_path, require_folder
 
+    if engine not in ENGINES:
+        fail(f"unknown --engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if ray_address and engine != "ray":
+        fail("--ray-address needs --engine ray")
     if not ((workspace or default_path()) / MARKER).exists():
         try:  # refuse before creating anything
             require_folder(workspace or default_path())
@@ -61,8 +74,8 @@ def ingest_cmd(
     try:
         rep = ingest(ws, list(src), license=license, consent=consent, source_name=source_name, labels=labels,
                      label_map=label_map, workers=workers, min_side=min_side, max_pixels=max_pixels,
-                     max_file_bytes=max_file_mb * 2**20, confine=confine,
-                     progress=not as_json)
+                     max_file_bytes=max_file_mb * 2**20, confine=confine, engine=engine,
+                     ray_address=ray_address, progress=not as_json)
     except IngestError as e:
         fail(str(e))
     d = rep.to_dict()

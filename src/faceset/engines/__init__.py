@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterable, Iterator, Protocol
 
+from .errors import WorkerLost
+
 ENGINES = ("local", "ray")
+__all__ = ["ENGINES", "Engine", "WorkerLost", "default_workers", "get_engine"]
 
 
 class Engine(Protocol):

@@ -300,14 +300,21 @@ def ingest(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     confine: bool = False,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> IngestReport:
     """Record every file of ``sources`` in the catalog and store a clean copy of each new image.
 
     Raises ``IngestError`` (a ``UsageError``; nothing written) for missing licence/consent, a bad
     consent basis, bad label specs, bad limits or workers, or unreadable SRCs; per-file problems
     are rejections counted in the report, never exceptions.
+
+    ``engine="ray"`` decodes on a Ray cluster (``ray_address``, or a local Ray with ``workers`` CPUs): this
+    process reads every file, ships its bytes to the tasks and writes both the store and the catalog itself,
+    in the same batches as the local pool (so results, resume and the blocklist behave the same).
     """
     t0 = time.monotonic()
+    _check_engine(engine, ray_address)
     limits = {"min_side": min_side, "max_pixels": max_pixels, "max_file_bytes": max_file_bytes}
     limits = _check_limits(limits, workers)
     spec = parse_spec(labels, label_map)
@@ -316,7 +323,10 @@ def ingest(
         workers = min(2, os.cpu_count() or 1)
     rep = IngestReport()
     orphan_keys: set[str] = set()
-    decoder = _Decoder(workers, str(ws.store.root), limits, _block_templates(ws))
+    if engine == "ray":
+        decoder = _RayDecoder(ws.store, workers, limits, _block_templates(ws), ray_address)
+    else:
+        decoder = _Decoder(workers, str(ws.store.root), limits, _block_templates(ws))
     try:
         for plan in plans:
             src_id = _ensure_source(ws, plan)
@@ -432,6 +442,115 @@ class _Decoder:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+
+# -- engine="ray" ----------------------------------------------------------------
+def _check_engine(engine: str, ray_address: str | None) -> None:
+    from ..engines import ENGINES
+
+    if engine not in ENGINES:
+        raise IngestError(f"unknown --engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if ray_address and engine != "ray":
+        raise IngestError("--ray-address needs --engine ray")
+
+
+class _CaptureStore:
+    """The store ``_process`` sees inside a Ray task: it keeps the clean copy for the task to return (remote
+    nodes share no filesystem with the workspace) and names it as ``Store.put`` would (content-addressed)."""
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+
+    def put(self, data: bytes, *, sync: bool = True) -> str:
+        self.data = data
+        return hashlib.sha256(data).hexdigest()
+
+
+def _ray_process_many(limits: dict, block: tuple | None, jobs: list[tuple]) -> list[tuple]:
+    """One Ray task: the local workers' own ``_process`` (decode, hash, strip, blocklist) on bytes the driver
+    read. Returns (result tuple, clean bytes or None) per job; nothing is written on the worker."""
+    if block is not None and not _W.get("ray_threads"):
+        from ..scan.embed import worker_threads
+
+        worker_threads(1)  # one task per CPU already
+        _W["ray_threads"] = True
+    _W["limits"], _W["block"] = limits, block
+    out = []
+    for job in jobs:
+        cap = _W["store"] = _CaptureStore()
+        res = _process(*job)
+        out.append((res, cap.data if res[0] == "ok" else None))
+    return out
+
+
+class _RayDecoder:
+    """``_Decoder``'s interface (submit / resolve / window / close) on Ray. The driver reads each file (the
+    guarded reader), skips unchanged ones without shipping them, sends the rest's bytes, and on resolve puts
+    the returned clean copies into the store (unsynced: ``_commit`` syncs once per batch, as for the pool).
+    A chunk whose worker died is retried item by item; an item that kills its worker again is 'corrupt'."""
+
+    CRASHED = ("rejected", None, None, "corrupt", "the image decoder crashed on this file")
+
+    def __init__(self, store: Store, workers: int, limits: dict, block: tuple | None, address: str | None):
+        from ..engines import get_engine
+
+        self.workers, self.store, self.limits = workers, store, limits
+        try:
+            self.engine = get_engine("ray", workers, address)
+        except ImportError as e:
+            raise IngestError(f"--engine ray needs the 'ray' package ({e})") from e
+        except ConnectionError as e:
+            raise IngestError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0]}") from e
+        self.block = self.engine.put(block) if block is not None else None
+
+    @property
+    def window(self) -> int:  # chunks in flight
+        return 3 * max(1, self.workers)
+
+    def submit(self, jobs: list[tuple]) -> tuple:
+        ready: dict[int, tuple] = {}
+        ship: list[tuple[int, tuple]] = []
+        for i, (path, fs_path, data, known_sha) in enumerate(jobs):
+            if data is None:  # the same guarded reader and messages as ``_process``
+                try:
+                    data = read_file(fs_path, max_file_bytes=self.limits["max_file_bytes"])
+                except Rejected as r:
+                    reason = "file disappeared while ingesting" if r.code == "missing" else r.reason
+                    ready[i] = ("rejected", None, None, r.code, reason)
+                    continue
+            if known_sha is not None and hashlib.sha256(data).hexdigest() == known_sha:
+                ready[i] = ("skip", known_sha, len(data))
+                continue
+            ship.append((i, (path, None, data, known_sha)))
+        ref = self.engine.submit(_ray_process_many, self.limits, self.block, [j for _, j in ship]) if ship else None
+        return ready, ship, ref
+
+    def resolve(self, jobs: list[tuple], res: tuple) -> list[tuple]:
+        from ..engines import WorkerLost
+
+        ready, ship, ref = res
+        out = dict(ready)
+        if ship:
+            try:
+                done = self.engine.result(ref)
+            except WorkerLost:
+                done = [self._alone(job) for _, job in ship]
+            for (i, _), (r, clean) in zip(ship, done):
+                if clean is not None:
+                    self.store.put(clean, sync=False)  # content-addressed: the key is r[4]
+                out[i] = r
+        return [out[i] for i in range(len(jobs))]
+
+    def _alone(self, job: tuple) -> tuple:
+        from ..engines import WorkerLost
+
+        try:
+            return self.engine.result(self.engine.submit(_ray_process_many, self.limits, self.block, [job]))[0]
+        except WorkerLost:
+            return self.CRASHED, None
+
+    def close(self) -> None:
+        self.engine.close()
 
 
 def _chunks(ws: Workspace, src_id: int, items: Iterator[Item]) -> Iterator[tuple[list[Item], list]]:
