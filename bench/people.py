@@ -88,7 +88,8 @@ def pairwise(pred: np.ndarray, truth: np.ndarray) -> dict:
     R = tp / tt if tt else 1.0
     # BCubed: per item, share of its predicted cluster with its class, and vice versa
     key = p * (t.max() + 1) + t
-    both = np.bincount(key)[key].astype(np.float64)
+    _, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)  # not bincount: key spans clusters x classes
+    both = cnt[inv].astype(np.float64)
     bp = float((both / np.bincount(p)[p]).mean())
     br = float((both / np.bincount(t)[t]).mean())
     f = lambda a, b: 2 * a * b / (a + b) if a + b else 0.0
