@@ -37,6 +37,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import measure  # noqa: E402
+
 DATA = Path(os.environ.get("FACESET_DATA", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "bench" / "out"
 RESULTS = ROOT / "bench" / "results"
@@ -75,24 +79,6 @@ def peer_model():
     return AgeAndGender()
 
 
-def _shim_pkg_resources() -> None:
-    """face_recognition_models imports pkg_resources (gone from new setuptools): provide the one call it uses."""
-    if "pkg_resources" in sys.modules:
-        return
-    try:
-        import pkg_resources  # noqa: F401
-        return
-    except ImportError:
-        pass
-    import importlib.util
-    import types
-
-    def resource_filename(package, rel):
-        return str(Path(importlib.util.find_spec(package).origin).parent / rel)
-
-    sys.modules["pkg_resources"] = types.SimpleNamespace(resource_filename=resource_filename)
-
-
 def _fr_chips(job: tuple[list[str], bool]) -> list[np.ndarray | None]:
     """face_recognition's encodings of the largest face of each file (None: no face), one batch per call.
 
@@ -101,7 +87,7 @@ def _fr_chips(job: tuple[list[str], bool]) -> list[np.ndarray | None]:
     (``face_encodings(model="small")``); the 150 px chip is cut by dlib.get_face_chip and embedded in one batch."""
     import dlib
 
-    _shim_pkg_resources()
+    measure.shim_pkg_resources()
     import face_recognition as fr
     import face_recognition.api as fra
 
@@ -157,7 +143,7 @@ def cached_utk_encodings(samples) -> list[np.ndarray | None] | None:
 
 def fr_check(paths: list[Path]) -> float:
     """Max |our face_recognition encodings - face_recognition.face_encodings| on a few files (the claim above)."""
-    _shim_pkg_resources()
+    measure.shim_pkg_resources()
     import face_recognition as fr
 
     from faceset.train.data import read_rgb
@@ -364,7 +350,7 @@ def main() -> None:
     try:
         if args.no_peers:
             raise ImportError("--no-peers")
-        _shim_pkg_resources()
+        measure.shim_pkg_resources()
         import face_recognition  # noqa: F401
         from sklearn.linear_model import LogisticRegression
     except ImportError as e:

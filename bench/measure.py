@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from pathlib import Path
 
 
 def timed(fn):
@@ -30,3 +32,21 @@ def timed(fn):
     th.join()
     p = max(peak[0], proc.memory_info().rss)
     return out, round(s, 4), round(p / 2**20, 1), round((p - base) / 2**20, 1)
+
+
+def shim_pkg_resources() -> None:
+    """face_recognition_models imports pkg_resources (gone from new setuptools): provide the one call it uses."""
+    if "pkg_resources" in sys.modules:
+        return
+    try:
+        import pkg_resources  # noqa: F401
+        return
+    except ImportError:
+        pass
+    import importlib.util
+    import types
+
+    def resource_filename(package, rel):
+        return str(Path(importlib.util.find_spec(package).origin).parent / rel)
+
+    sys.modules["pkg_resources"] = types.SimpleNamespace(resource_filename=resource_filename)

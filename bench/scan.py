@@ -40,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -48,6 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FACESET_DATA", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import measure  # noqa: E402
 
 
 def _labels(sub: str) -> list[dict]:
@@ -179,25 +181,8 @@ def _peer_one(path: str):
                                                                 "landmarks+encode": t3 - t2}
 
 
-def _shim_pkg_resources() -> None:
-    """face_recognition_models imports pkg_resources (gone from new setuptools): provide the one call it uses."""
-    if "pkg_resources" in sys.modules:
-        return
-    try:
-        import pkg_resources  # noqa: F401
-        return
-    except ImportError:
-        pass
-    import importlib.util
-
-    def resource_filename(package, rel):
-        return str(Path(importlib.util.find_spec(package).origin).parent / rel)
-
-    sys.modules["pkg_resources"] = types.SimpleNamespace(resource_filename=resource_filename)
-
-
 def run_peer(items: list[dict], workers: int, tmp: Path) -> dict:
-    _shim_pkg_resources()
+    measure.shim_pkg_resources()
     import face_recognition  # noqa: F401  (fail here, not in a worker)
 
     t = time.perf_counter()
