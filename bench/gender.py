@@ -784,23 +784,22 @@ def group_temperature(P, y, race, fold) -> np.ndarray:
     return out
 
 
-def fairness_main(args) -> None:
+def _utk_and_wild(args):
+    """What --fairness and --aug both start from: UTKFace chips (``--utk-limit``: smoke runs only; recorded runs
+    use every chip) and identities_wild, their face_embedding features, labels, groups and byte hashes."""
     import hashlib
     import random
 
     import torch
 
-    from faceset.train.backbones import DEFAULT_HIDDEN, create
-    from faceset.train.calibrate import fit_temperature
+    from faceset.train.backbones import create
     from faceset.train.data import from_folder, prepare_crops
-    from faceset.train.evaluate import ece
     from faceset.train.features import extract
-    from faceset.train.train import balance_cells, fit_head, sample_weights
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     ds = from_folder(DATA / "utkface", "gender", chips=True, cache_dir=OUT / "utkface-cache")
-    if args.utk_limit:  # smoke runs only: the recorded comparison uses every chip
+    if args.utk_limit:
         random.Random(0).shuffle(ds.samples)
         ds.samples = ds.samples[:args.utk_limit]
     wild = wild_dataset(10, OUT / "wild-cache")
@@ -810,13 +809,24 @@ def fairness_main(args) -> None:
     (XU, fu), (XW, fw) = (extract(d, bb, progress=True) for d in (ds, wild))
     keep = np.flatnonzero(fu)
     samples = [ds.samples[i] for i in keep]
-    X = XU[keep]
-    classes = CLASSES
-    y = np.array([classes.index(s.label) for s in samples])
+    y = np.array([CLASSES.index(s.label) for s in samples])
+    yw = np.array([CLASSES.index(s.label) for s in wild.samples])
     race = np.array([s.groups.get("race", "") for s in samples])
     adult = np.isin([s.groups.get("age_group", "") for s in samples], ADULT)
     sha = [hashlib.sha256(s.load.path.read_bytes()).hexdigest() for s in samples]
-    yw = np.array([classes.index(s.label) for s in wild.samples])
+    return t0, ds, fu, bb, samples, XU[keep], y, XW, fw, yw, race, adult, sha
+
+
+def fairness_main(args) -> None:
+    import hashlib
+
+    from faceset.train.backbones import DEFAULT_HIDDEN
+    from faceset.train.calibrate import fit_temperature
+    from faceset.train.evaluate import ece
+    from faceset.train.train import balance_cells, fit_head, sample_weights
+
+    t0, ds, fu, bb, samples, X, y, XW, fw, yw, race, adult, sha = _utk_and_wild(args)
+    classes = CLASSES
     hidden = DEFAULT_HIDDEN
     seeds = list(range(args.fair_seeds))
     runs: dict = {}
@@ -932,36 +942,13 @@ def aug_main(args) -> None:
     """Default head + weighting with one augmented view per chip as extra training data, per augmentation family:
     UTKFace 5-fold CV (clean test crops) and identities_wild (all photos, held-out source)."""
     import hashlib
-    import random
 
-    import torch
-
-    from faceset.train.backbones import DEFAULT_HIDDEN, create
+    from faceset.train.backbones import DEFAULT_HIDDEN
     from faceset.train.calibrate import fit_temperature
-    from faceset.train.data import from_folder, prepare_crops
     from faceset.train.evaluate import ece
-    from faceset.train.features import extract
     from faceset.train.train import DEFAULT_BALANCE_BY, balance_cells, fit_head, sample_weights
 
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    ds = from_folder(DATA / "utkface", "gender", chips=True, cache_dir=OUT / "utkface-cache")
-    if args.utk_limit:
-        random.Random(0).shuffle(ds.samples)
-        ds.samples = ds.samples[:args.utk_limit]
-    wild = wild_dataset(10, OUT / "wild-cache")
-    for d in (ds, wild):
-        prepare_crops(d, workers=args.workers, progress=True)
-    bb = create("face_embedding")
-    (XU, fu), (XW, fw) = (extract(d, bb, progress=True) for d in (ds, wild))
-    keep = np.flatnonzero(fu)
-    samples = [ds.samples[i] for i in keep]
-    X = XU[keep]
-    y = np.array([CLASSES.index(s.label) for s in samples])
-    yw = np.array([CLASSES.index(s.label) for s in wild.samples])
-    race = np.array([s.groups.get("race", "") for s in samples])
-    adult = np.isin([s.groups.get("age_group", "") for s in samples], ADULT)
-    sha = [hashlib.sha256(s.load.path.read_bytes()).hexdigest() for s in samples]
+    t0, ds, fu, bb, samples, X, y, XW, fw, yw, race, adult, sha = _utk_and_wild(args)
     ug = sorted(set(sha))
     fo = dict(zip(ug, np.random.default_rng(0).integers(0, 5, len(ug))))
     fold = np.array([fo[h] for h in sha])
