@@ -136,7 +136,7 @@ def test_every_page_renders_with_a_strict_csp(review_ws):
     pid = review_ws.catalog.scalar("SELECT id FROM people WHERE n_faces > 0 LIMIT 1")
     for url in ["/", "/images", "/images?status=low_quality", "/images?split=train&label=identity:x", "/image/1",
                 "/people", "/people?sort=doubt", f"/person/{pid}", "/duplicates", "/labels", "/forget",
-                "/consent", "/audit", "/exports"]:
+                "/consent", "/audit", "/exports", "/rejected"]:
         r = c.get(url, headers=HTML)
         assert r.status_code == 200, (url, r.text[:300])
         assert "script-src 'self'" in r.headers["content-security-policy"]
@@ -217,3 +217,54 @@ def test_hostile_and_oversized_uploads_are_refused_with_reasons(review_ws, data_
     r = c.post("/forget", data={"csrf": csrf}, files=[("selfie", (f"{i}.jpg", jpg)) for i in range(12)])
     assert 400 <= r.status_code < 500
     assert c.get("/healthz").status_code == 200
+
+
+def test_rejected_files_page_lists_each_refused_file_with_its_reason_and_filters_and_pages(tmp_path, data_dir,
+                                                                                           monkeypatch):
+    from faceset import init_workspace
+    from faceset.ingest import ingest
+    from faceset.serve import app as app_mod
+    from faceset.serve import create_app
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    jpgs = sorted((data_dir / "utkface" / "images").glob("*.jpg"))[:2]
+    for p in jpgs:
+        shutil.copyfile(p, src / p.name)
+    (src / "cut.jpg").write_bytes(jpgs[0].read_bytes()[:300])
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "notes.jpg").write_bytes(b"this is not a picture\n" * 20)
+    ws = init_workspace(tmp_path / "ws")
+    ingest(ws, [src], license="cc-by", consent="consent", progress=False)
+    counts = ws.catalog.images.rejected_by_reason()
+    assert sum(counts.values()) == 3, counts
+    c = TestClient(create_app(ws))
+    r = c.get("/rejected", headers=HTML)
+    assert r.status_code == 200, r.text[:300]
+    for name in ("cut.jpg", "empty.jpg", "notes.jpg"):
+        assert name in r.text
+    assert jpgs[0].name not in r.text  # accepted files are not listed
+    assert "zero_byte" in r.text
+    assert 'href="/rejected"' in c.get("/images", headers=HTML).text
+    only = c.get("/rejected?reason=zero_byte", headers=HTML).text
+    assert "empty.jpg" in only and "cut.jpg" not in only and "notes.jpg" not in only
+    assert c.get("/rejected?reason=nope").status_code == 400
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    # keyset pages: one file per page, following "more" visits each rejected file once
+    monkeypatch.setattr(app_mod, "PAGE_REJECTED", 1)
+    c = TestClient(create_app(ws))
+    seen, url = [], "/rejected"
+    while url:
+        t = c.get(url, headers=HTML).text
+        seen += [n for n in ("cut.jpg", "empty.jpg", "notes.jpg") if n in t]
+        m = re.search(r'href="(/rejected\?[^"]*after=[^"]*)" rel="next"', t)
+        url = m.group(1).replace("&amp;", "&") if m else None
+    assert sorted(seen) == ["cut.jpg", "empty.jpg", "notes.jpg"]
+    # a reviewer (not the owner) sees reasons, never the original paths
+    c = TestClient(create_app(ws, token="rev-token", owner_token="own-token"))
+    csrf = _csrf(c, "/login")
+    assert c.post("/login", data={"token": "rev-token", "csrf": csrf}, follow_redirects=False).status_code == 303
+    t = c.get("/rejected", headers=HTML).text
+    assert "zero_byte" in t and "owner only" in t
+    assert not any(n in t for n in ("cut.jpg", "empty.jpg", "notes.jpg"))
+    ws.close()

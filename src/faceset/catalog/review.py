@@ -89,6 +89,16 @@ class DupGroup(NamedTuple):
     members: list[int]
 
 
+class RejectedFile(NamedTuple):
+    id: int
+    source: str
+    path: str
+    size: int | None
+    reason_code: str
+    reason: str | None
+    seen_at: str
+
+
 class AuditRow(NamedTuple):
     id: int
     ts: str
@@ -421,6 +431,18 @@ class Review(Repo):
 
     def dup_group_count(self) -> int:
         return int(self.db.scalar("SELECT COUNT(DISTINCT dup_of) FROM images WHERE dup_of IS NOT NULL") or 0)
+
+    # -- rejected files -----------------------------------------------------------------------------------
+    def rejected_files(self, *, after: int = 0, limit: int = 100, reason: str | None = None) -> list[RejectedFile]:
+        """Files ingest refused (no image row, so no thumbnail): where they were and why, by id after ``after``
+        (keyset), optionally of one reason code. The curator's own paths: this page is never exported."""
+        sql = ("SELECT f.id, s.name, f.path, f.size, f.reason_code, f.reason, f.seen_at FROM files f "
+               "JOIN sources s ON s.id = f.source_id WHERE f.outcome = 'rejected' AND f.id > ?")
+        params: list = [int(after)]
+        if reason:
+            sql += " AND f.reason_code = ?"
+            params.append(reason)
+        return [RejectedFile(*r) for r in self.db.q(sql + " ORDER BY f.id LIMIT ?", params + [int(limit)])]
 
     # -- audit and exports --------------------------------------------------------------------------------
     def audit_page(self, *, before: int | None = None, limit: int = 100, action: str | None = None) -> list[AuditRow]:

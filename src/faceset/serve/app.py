@@ -2,7 +2,7 @@
 
 Pages are bookmarkable URLs with their filters in the query string; lists page by keyset (``after=``).
 Images and faces are served by id from the store only (no path parameter reaches the file system);
-original file names appear only on the owner's image page, never in a URL or a log line.
+original file names appear only in the owner's view (image page, rejected files), never in a URL or a log line.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ MAX_SELFIES = 8
 PAGE_IMAGES = 60
 PAGE_PEOPLE = 48
 PAGE_FACES = 120
+PAGE_REJECTED = 100
 FORGET_TTL_S = 1800
 
 
@@ -535,6 +536,17 @@ def create_app(ws: Workspace, *, token: str | None = None, owner_token: str | No
         from ..privacy.consent import ledger
 
         return page(request, "consent.html", title="consent", led=ledger(ws))
+
+    @app.get("/rejected", response_class=HTMLResponse)
+    def rejected_page(request: Request, reason: str = "", after: str = ""):
+        counts = ws.catalog.images.rejected_by_reason()
+        if reason and reason not in counts:
+            raise HTTPException(400, f"reason must be one of {', '.join(counts) or '(none rejected)'}")
+        rows = rv.rejected_files(after=_int(after, "after", default=0), limit=PAGE_REJECTED, reason=reason or None)
+        nxt = _qs({k: v for k, v in dict(reason=reason, after=rows[-1].id).items() if v}) \
+            if len(rows) == PAGE_REJECTED else None
+        return page(request, "rejected.html", title="rejected files", rows=rows, counts=counts, reason=reason,
+                    next_qs=nxt)
 
     @app.get("/audit", response_class=HTMLResponse)
     def audit_page(request: Request, action: str = "", before: str = ""):
