@@ -30,6 +30,11 @@ Feature blocks (``faceset.scan.verify``): embedding, stats, MobileNetV2 of the a
 crop (``effnet``), MobileNetV2 of a 2.5x context square around the box (``mobilenet_ctx``) and of the whole
 image squashed to 224 px (``mobilenet_img``, once per image). ``auto`` rows: scan's default (the fast head
 decides when its P(real) >= pipeline.AUTO_SURE, the shipped head otherwise).
+
+Stacking (the shipped full head, unless ``--no-stack``): P(real) = sigmoid(STACK_A logit(fast head) + (1 - STACK_A)
+logit(full head)), STACK_A = 0.5 fixed (equal weights, not tuned); the fast head's parameters ride in the weight
+file and read the leading embedding+stats features. Its nested cut is chosen on the combined inner scores, like
+every single head's; the "before" row is the previous auto (the full head alone), from the same run.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ SHIP = "embedding+stats+effnet+mobilenet_ctx+mobilenet_img"
 AUTO_FAST = "embedding+stats"  # scan's 'auto': the fast head decides when it is sure (P(real) >= AUTO_SURE)
 C_REG = 0.05           # L2 strength (sklearn C), fixed before looking at results
 POS_RECALL = 0.995     # nested threshold: the largest P(real) cut keeping this share of training positives
+STACK_A = 0.5          # shipped head: a * logit(fast head) + (1 - a) * logit(full head); equal weights, not tuned
 
 
 def extract(items) -> dict:
@@ -273,6 +279,43 @@ def choose_threshold(F, X, y, img_fold_tr, train_img_mask, items) -> float:
     return float(p[int(np.floor((1 - POS_RECALL) * len(p)))]) if len(p) else 0.5
 
 
+def logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def nested_scores(F, items, blocks) -> tuple[np.ndarray, dict, np.ndarray]:
+    """Outer-fold P(real) of every face, and per outer fold the inner out-of-fold P(real) of its training faces
+    (what a threshold, or a combination of heads, is chosen on without seeing the outer fold)."""
+    X, y = X_of(F, blocks), F["label"]
+    img = F["image"]
+    fo = folds(items)
+    outer = np.full(len(y), np.nan)
+    inner: dict = {}
+    for f in sorted(set(fo)):
+        te = (fo == f)[img]
+        trn = ~te & (y != "")
+        outer[te] = fit(X[trn], y[trn], None).p_real(X[te])
+        inner[f] = np.full(len(y), np.nan)
+        for g in sorted(set(fo)):
+            if g == f:
+                continue
+            te2 = (fo == g)[img]
+            trn2 = ~te & ~te2 & (y != "")
+            inner[f][te2] = fit(X[trn2], y[trn2], None).p_real(X[te2])
+    return outer, inner, fo
+
+
+def nested_cuts(F, inner: dict, fo) -> dict:
+    """Per outer fold: the largest cut keeping POS_RECALL of its training positives' inner scores."""
+    img, pos = F["image"], F["label"] == "real"
+    cuts = {}
+    for f, sc in inner.items():
+        p = np.sort(sc[pos & (fo != f)[img]])
+        cuts[f] = float(p[int(np.floor((1 - POS_RECALL) * len(p)))]) if len(p) else 0.5
+    return cuts
+
+
 def cross_validate(F, items, blocks, nested=True) -> tuple[np.ndarray, list]:
     X, y = X_of(F, blocks), F["label"]
     img = F["image"]
@@ -347,6 +390,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--sets", default=",".join(DEFAULT_SETS), help=f"comma list of {', '.join(FEATURE_SETS)}")
     ap.add_argument("--limit", type=int, default=0, help="smoke test: every Nth image only (weights not shipped)")
     ap.add_argument("--ship", default=SHIP, help="feature set of the shipped weights")
+    ap.add_argument("--no-stack", dest="stack", action="store_false",
+                    help="ship the full head alone (default: averaged in logit space with the fast head)")
     ap.add_argument("--out", default="face_verifier.npz",
                     help="weight file name under src/faceset/scan/weights/ (results: bench/results/<stem>.{json,md})")
     a = ap.parse_args(argv)
@@ -369,10 +414,13 @@ def main(argv=None) -> dict:
     # detector alone (no verifier) for reference
     res["no_verifier"] = {str(t): {**image_results(F, items, np.ones(len(y)), 0.0, t),
                                    **group_results(F, items, np.ones(len(y)), 0.0, t, box_of_face)} for t in DET_TS}
+    nested = {}
     for name in a.sets.split(","):
         blocks = FEATURE_SETS[name]
         t1 = time.perf_counter()
-        oof, cuts, fo = cross_validate(F, items, blocks, nested=True)
+        oof, inner, fo = nested_scores(F, items, blocks)
+        nested[name] = (oof, inner)
+        cuts = [nested_cuts(F, inner, fo)[f] for f in sorted(inner)]
         cut_face = np.array(cuts)[fo[F["image"]]]
         r = {"cuts_per_fold": [round(c, 4) for c in cuts], "seconds": round(time.perf_counter() - t1, 1)}
         for t in DET_TS:
@@ -394,15 +442,36 @@ def main(argv=None) -> dict:
     from faceset.scan.pipeline import AUTO_SURE
 
     fs_ = res["feature_sets"]
+    stack = a.stack and AUTO_FAST in fs_ and a.ship in fs_ and AUTO_FAST != a.ship
     if AUTO_FAST in fs_ and a.ship in fs_ and AUTO_FAST != a.ship:
+        from sklearn.metrics import roc_auc_score
+
         (pf, cf), (pF, cF) = fs_[AUTO_FAST]["_oof"], fs_[a.ship]["_oof"]
+        fo = folds(items)
+        # before: the full head alone for the faces the fast head is unsure of
         acc = np.where(pf >= AUTO_SURE, pf >= cf, pF >= cF).astype(np.float64)
-        r = {"cuts_per_fold": fs_[a.ship]["cuts_per_fold"], "seconds": 0.0, "face_auc": fs_[a.ship]["face_auc"],
-             "full_share": round(float((pf < AUTO_SURE).mean()), 4)}
-        for t in DET_TS:
-            r[str(t)] = {**image_results(F, items, acc, 0.5, t), **group_results(F, items, acc, 0.5, t, box_of_face)}
-            r[str(t) + "@0.5"] = r[str(t)]
-        fs_[f"auto (fast >= {AUTO_SURE}, else shipped)"] = r
+        rows = {f"auto (fast >= {AUTO_SURE}, else {a.ship} alone): before": (acc, fs_[a.ship])}
+        # after: the two heads' logits averaged (STACK_A), cut chosen on the inner scores like every other row
+        (of, inf), (oF, inF) = nested[AUTO_FAST], nested[a.ship]
+        comb = STACK_A * logit(of) + (1 - STACK_A) * logit(oF)
+        comb_in = {f: STACK_A * logit(inf[f]) + (1 - STACK_A) * logit(inF[f]) for f in inF}
+        cc = nested_cuts(F, comb_in, fo)
+        cut_c = np.array([cc[f] for f in sorted(cc)])[fo[F["image"]]]
+        lab = y != ""
+        auc_c = round(float(roc_auc_score(y[lab] == "real", comb[lab])), 4)
+        stacked = {"cuts_per_fold": [round(cc[f], 4) for f in sorted(cc)], "face_auc": auc_c}
+        rows[f"stacked ({STACK_A} logit fast + {1 - STACK_A} logit full)"] = ((comb >= cut_c).astype(np.float64),
+                                                                              stacked)
+        acc2 = np.where(pf >= AUTO_SURE, pf >= cf, comb >= cut_c).astype(np.float64)
+        rows[f"auto (fast >= {AUTO_SURE}, else stacked): after"] = (acc2, stacked)
+        for name, (acc, src) in rows.items():
+            r = {"cuts_per_fold": src["cuts_per_fold"], "seconds": 0.0, "face_auc": src["face_auc"],
+                 "full_share": round(float((pf < AUTO_SURE).mean()), 4)}
+            for t in DET_TS:
+                r[str(t)] = {**image_results(F, items, acc, 0.5, t),
+                             **group_results(F, items, acc, 0.5, t, box_of_face)}
+                r[str(t) + "@0.5"] = r[str(t)]
+            fs_[name] = r
     for r in fs_.values():
         r.pop("_oof", None)
     res["cost_ms_per_face"] = measure_cost(items)
@@ -412,9 +481,18 @@ def main(argv=None) -> dict:
     lab = y != ""
     v = fit(X[lab], y[lab], None)
     oof, _, _ = cross_validate(F, items, blocks, nested=False)
+    from faceset.scan.verify import WEIGHTS, Verifier
+
+    sub = None
+    if stack:  # the fast head rides inside the full one (its blocks lead the full feature vector)
+        fb = FEATURE_SETS[AUTO_FAST]
+        assert tuple(blocks[:len(fb)]) == tuple(fb), (blocks, fb)
+        vf = fit(X_of(F, fb)[lab], y[lab], None)
+        oof_f, _, _ = cross_validate(F, items, fb, nested=False)
+        sub = (Verifier(fb, vf.classes, vf.mean, vf.scale, vf.coef, vf.intercept, 0.5), STACK_A)
+        oof = 1.0 / (1.0 + np.exp(-(STACK_A * logit(oof_f) + (1 - STACK_A) * logit(oof))))
     pos = np.sort(oof[y == "real"])
     thr = float(pos[int(np.floor((1 - POS_RECALL) * len(pos)))])
-    from faceset.scan.verify import WEIGHTS, Verifier
 
     WEIGHTS = WEIGHTS.with_name(a.out)
 
@@ -423,14 +501,15 @@ def main(argv=None) -> dict:
                         "labels": {str(k): v for k, v in res["labels"].items()}, "detector": "centerface",
                         "candidate_threshold": CAND_T,
                         "C": C_REG, "data": "../shared/data: identities, identities_wild, utkface, groups, "
-                                            "nonface, nonface_hard (see the script docstring)"})
+                                            "nonface, nonface_hard (see the script docstring)"}, stack=sub)
     if a.limit:  # a smoke test never overwrites the shipped weights
         import tempfile
 
         WEIGHTS = Path(tempfile.mkdtemp()) / "face_verifier.npz"
     shipped.save(WEIGHTS)
     res["shipped"] = {"blocks": list(blocks), "threshold": round(thr, 4), "path": os.path.relpath(WEIGHTS, ROOT),
-                      "bytes": WEIGHTS.stat().st_size}
+                      "bytes": WEIGHTS.stat().st_size,
+                      "stack": {"with": list(sub[0].blocks), "a": STACK_A} if sub else None}
     OUT.mkdir(parents=True, exist_ok=True)
     if not a.limit:
         stem = Path(a.out).stem
@@ -493,8 +572,11 @@ def render(res) -> str:
         lines += ["", f"Wall ms per face of each block ({c.pop('faces')} faces of groups/identities, measured in this "
                       "run on the shared machine; `mobilenet_img` is once per image, shown per face): "
                   + ", ".join(f"{k} {v}" for k, v in c.items() if k != "cpu_s")]
-    lines += ["", f"Shipped: `{s['path']}` ({s['bytes']} bytes), features {'+'.join(s['blocks'])}, "
-                  f"P(real) cut {s['threshold']} (from its own out-of-fold scores), trained on all labelled faces.", ""]
+    st = s.get("stack")
+    lines += ["", f"Shipped: `{s['path']}` ({s['bytes']} bytes), features {'+'.join(s['blocks'])}"
+              + (f", stacked with the {'+'.join(st['with'])} head (P(real) = sigmoid({st['a']} logit fast + "
+                 f"{1 - st['a']} logit full))" if st else "")
+              + f", P(real) cut {s['threshold']} (from its own out-of-fold scores), trained on all labelled faces.", ""]
     return "\n".join(lines) + "\n"
 
 

@@ -71,3 +71,34 @@ def test_without_torch_full_falls_back_to_fast(portrait, monkeypatch):
     for mode in ("full", "auto"):
         f = analyze(portrait, verifier=mode)
         assert len(f) == 1 and f[0].kind == "real" and f[0].p_real == pytest.approx(fast[0].p_real)
+
+
+def test_stacked_head_adds_the_fast_heads_evidence_and_survives_a_round_trip(portrait, data_dir, tmp_path):
+    """The shipped full head carries the fast head (Verifier.stack): P(real) = sigmoid(a logit fast +
+    (1 - a) logit full), computed from the leading embedding+stats features of the full feature vector."""
+    pytest.importorskip("torch")
+    from faceset.scan.pipeline import analyze_rgb
+
+    v = verify.load()
+    if v.stack is None:
+        pytest.skip("the shipped full head is not stacked (bench/train_face_verifier.py --no-stack)")
+    sub, a = v.stack
+    fast = verify.load(str(verify.WEIGHTS_FAST))
+    assert sub.blocks == fast.blocks == v.blocks[:len(sub.blocks)]
+    rows = []
+    for rgb in (portrait, _rgb(data_dir / "nonface" / "pets" / "dog.4008.jpg")):
+        for f in analyze_rgb(rgb, verifier="off"):
+            l, t, w, h = f.box
+            rows.append(verify.face_features(f.chip, f.crop, f.embedding, v.blocks, rgb=rgb, box=(l, t, l + w, t + h)))
+    X = np.stack(rows)
+    own = v.proba(X)[:, v.classes.index("real")]
+    p_sub = sub.p_real(X[:, :sub.n_features])
+    assert np.allclose(p_sub, fast.p_real(X[:, :fast.n_features]), atol=1e-4)  # the same head as the fast file
+    z = a * np.log(p_sub / (1 - p_sub)) + (1 - a) * np.log(own / (1 - own))
+    assert np.allclose(v.p_real(X), 1 / (1 + np.exp(-z)), atol=1e-6)
+    assert v.p_real(X)[0] >= v.threshold > v.p_real(X)[-1]  # Obama is real, the dog's face is not
+    v.save(tmp_path / "v.npz")
+    w = verify.Verifier.from_file(tmp_path / "v.npz")
+    assert w.stack is not None and w.stack[1] == a
+    assert np.allclose(w.p_real(X), v.p_real(X), atol=1e-5)
+    assert [r[:2] for r in w.predict(X)] == [r[:2] for r in v.predict(X)]

@@ -55,6 +55,7 @@ class Candidate(NamedTuple):
     source_id: int
     consent: Effective
     label: str | None
+    yaw: float | None = None  # the face's head turn in degrees (scan/quality.py), None without a face
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Spec:
     label: str | None = None
     split: str | None = None
     include_low_quality: bool = False
+    max_yaw: float | None = None  # leave out faces turned further than this (degrees, either way)
     per_person_cap: int | None = None
     balance: bool = False
     seed: int = 0
@@ -73,6 +75,16 @@ class Spec:
     cut: str | None = None  # chip | crop: the stored cut a face record needs
     include_unknown_consent: bool = True
     today: date = field(default_factory=date.today)
+
+
+def check_max_yaw(max_yaw: float | None) -> float | None:
+    """A ``--max-yaw`` value as a float (degrees, 0-90), or None for no pose filter."""
+    if max_yaw is None:
+        return None
+    v = float(max_yaw)
+    if not 0.0 <= v <= 90.0:
+        raise UsageError(f"max_yaw must be between 0 and 90 degrees, not {max_yaw!r}")
+    return v
 
 
 Predicate = Callable[[Candidate, Spec, "frozenset[int]"], bool]
@@ -99,6 +111,9 @@ _R = {r.code: r for r in [
     Rule("not_main_face", lambda c, s, ids: s.faces == "main" and not c.is_main, False),
     Rule("no_main_face", lambda c, s, ids: c.face_id is None, True),
     Rule("low_quality", lambda c, s, ids: c.face_status == "low_quality" and not s.include_low_quality, True),
+    # a pose-filtered dataset: faces turned further than max_yaw (or with no yaw measured) stay out
+    Rule("pose", lambda c, s, ids: s.max_yaw is not None and c.face_id is not None
+         and (c.yaw is None or abs(c.yaw) > s.max_yaw), True),
     # W_detect: the real-human-face verifier rejected the face (drawn, painted, rendered, sculpted, animal...)
     Rule("not_real_face", lambda c, s, ids: c.face_status == "not_real_face", True),
     Rule("no_chip", lambda c, s, ids: s.cut == "chip" and not c.chip_key, False),
@@ -115,12 +130,13 @@ _R = {r.code: r for r in [
 # The order of precedence, per unit: the first rule that holds names the reason.
 FACE_RULES: tuple[Rule, ...] = tuple(_R[k] for k in (
     "not_scanned", "no_face", "error", "blocked", "near_duplicate", "not_main_face", "not_real_face", "low_quality",
-    "no_chip", "no_crop", "consent_expired", "consent_unknown", "no_label", "no_split", "other_split",
+    "pose", "no_chip", "no_crop", "consent_expired", "consent_unknown", "no_label", "no_split", "other_split",
     "per_person_cap_or_balance"))
 # A photo goes out when its main face is a dataset face; consent and label are the photo's.
 IMAGE_RULES: tuple[Rule, ...] = tuple(_R[k] for k in (
     "not_scanned", "no_face", "error", "blocked", "near_duplicate", "consent_expired", "consent_unknown",
-    "no_label", "no_main_face", "not_real_face", "low_quality", "no_split", "other_split", "per_person_cap_or_balance"))
+    "no_label", "no_main_face", "not_real_face", "low_quality", "pose", "no_split", "other_split",
+    "per_person_cap_or_balance"))
 REASON_CODES = tuple(_R)
 
 
@@ -162,7 +178,7 @@ def _cap_and_balance(rows: list[Candidate], spec: Spec) -> list[Candidate]:
 _FACES_SQL = """
 SELECT f.id, f.image_id, f.idx, f.is_main, f.status, f.person_id, p.split, f.quality, f.x, f.y, f.w, f.h,
        f.chip_key, f.crop_key, i.store_key, i.pixel_sha, i.status, i.dup_of,
-       COALESCE(i.license, s.license), s.id, l.value
+       COALESCE(i.license, s.license), s.id, l.value, f.yaw
 FROM faces f
 JOIN images i ON i.id = f.image_id
 JOIN sources s ON s.id = i.source_id
@@ -175,7 +191,7 @@ ORDER BY f.image_id, f.idx
 _IMAGES_SQL = """
 SELECT mf.id, i.id, mf.idx, mf.is_main, mf.status, mf.person_id, p.split, mf.quality, mf.x, mf.y, mf.w, mf.h,
        mf.chip_key, mf.crop_key, i.store_key, i.pixel_sha, i.status, i.dup_of,
-       COALESCE(i.license, s.license), s.id, l.value
+       COALESCE(i.license, s.license), s.id, l.value, mf.yaw
 FROM images i
 JOIN sources s ON s.id = i.source_id
 LEFT JOIN faces mf ON mf.image_id = i.id AND mf.is_main = 1
@@ -215,7 +231,7 @@ class Selection(Repo):
             out.append(Candidate(
                 iid, fid, r[2], is_main, r[4], r[5], r[6], r[7],
                 (r[8], r[9], r[10], r[11]) if fid is not None else None, r[12], r[13], r[14], r[15], r[16], r[17],
-                r[18], r[19], faces.get(fid) or images[iid], value or None))
+                r[18], r[19], faces.get(fid) or images[iid], value or None, r[21]))
         return out
 
     def apply(self, spec: Spec, *, export: bool = True) -> Result:
@@ -240,11 +256,12 @@ class Selection(Repo):
         return Result(kept, left_out)
 
     def dataset_faces(self, *, label: str | None = None, split: str | None = None, per_person_cap: int | None = None,
-                      balance: bool = False, seed: int = 0, include_low_quality: bool = False) -> list[dict]:
+                      balance: bool = False, seed: int = 0, include_low_quality: bool = False,
+                      max_yaw: float | None = None) -> list[dict]:
         """The dataset's faces (rows as ``curate.splits.dataset_faces`` documents them), by split,
         person, face id."""
         spec = Spec(unit="face", label=label, split=split, include_low_quality=include_low_quality,
-                    per_person_cap=per_person_cap, balance=bool(balance), seed=seed)
+                    max_yaw=max_yaw, per_person_cap=per_person_cap, balance=bool(balance), seed=seed)
         rows = [{"face_id": c.face_id, "image_id": c.image_id, "person_id": c.person_id, "split": c.split,
                  "chip_key": c.chip_key, "crop_key": c.crop_key, "quality": c.quality, "label": c.label}
                 for c in self.apply(spec, export=False).kept]

@@ -47,6 +47,8 @@ def train_cmd(
     by: str = typer.Option("race,age_group", "--by", help="Group columns for the model card's per-group metrics."),
     seed: int = typer.Option(0, "--seed", help="Seed of the head's initialisation and shuffling."),
     onnx: bool = typer.Option(False, "--onnx", help="Also write model.onnx."),
+    max_yaw: Optional[float] = typer.Option(None, "--max-yaw", help="Workspace: leave out faces turned more than "
+                                                                    "this (degrees; default: the split's)."),
     workspace: Optional[Path] = WorkspaceOpt,
     as_json: bool = JsonOpt,
 ):
@@ -62,8 +64,8 @@ def train_cmd(
     try:
         rep = train(_data(data, workspace), label=label, backbone=backbone, out=out, fine_tune=fine_tune, seed=seed,
                     hidden=hidden, balance_by=balance_by, by=tuple(c for c in by.split(",") if c), ft_epochs=epochs,
-                    onnx=onnx, data_options={"group_by": group_by, "chips": chips, "seed": seed} if group_by or chips
-                    else None, progress=not as_json)
+                    onnx=onnx, data_options={"group_by": group_by, "chips": chips, "seed": seed, "max_yaw": max_yaw}
+                    if group_by or chips or max_yaw is not None else None, progress=not as_json)
     except (DataError, WorkspaceError, ValueError, FileNotFoundError) as e:  # compat(#9): train raises plain
         fail(str(e))  # ValueError (< 2 classes, empty split) and FileNotFoundError (missing data) for user mistakes
     d = rep.to_dict()

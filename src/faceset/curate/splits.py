@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
-from ..catalog.selection import seeded_hash
+from ..catalog.selection import check_max_yaw, seeded_hash
 from ..errors import UsageError
 from ..workspace import Workspace
 from .graph import UnionFind
@@ -37,6 +37,7 @@ class SplitReport:
     label: str | None
     per_person_cap: int | None
     balance: bool
+    max_yaw: float | None = None  # pose filter recorded for dataset_faces / export (degrees)
     assigned_now: int = 0  # people given a split in this run
     already_assigned: int = 0
     people: dict[str, int] = field(default_factory=dict)  # split -> people
@@ -67,8 +68,11 @@ def assign_splits(
     label: str | None = None,
     per_person_cap: int | None = None,
     balance: bool = False,
+    max_yaw: float | None = None,
 ) -> SplitReport:
-    """Give every person without a split one; never change an existing split."""
+    """Give every person without a split one; never change an existing split.
+
+    ``max_yaw`` (degrees) is recorded with the cap and balance: datasets then leave out faces turned further."""
     if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
         raise UsageError(f"ratios must be three non-negative numbers, got {ratios}")
     if balance and not label:
@@ -77,8 +81,10 @@ def assign_splits(
     ratios = tuple(r / tot for r in ratios)
     if per_person_cap is not None and per_person_cap < 1:
         raise UsageError("per_person_cap must be >= 1")
+    max_yaw = check_max_yaw(max_yaw)
     c = ws.catalog
-    rep = SplitReport(ratios=ratios, seed=seed, label=label, per_person_cap=per_person_cap, balance=balance)
+    rep = SplitReport(ratios=ratios, seed=seed, label=label, per_person_cap=per_person_cap, balance=balance,
+                      max_yaw=max_yaw)
     people = c.people.splits()
     weight = {p: min(n, per_person_cap or n) for p, n in c.people.usable_face_counts().items()}
     stratum = person_labels(ws, label) if label else {}
@@ -116,7 +122,7 @@ def assign_splits(
     rep.assigned_now = len(assign)
     rep.already_assigned = sum(1 for s in people.values() if s)
     params = {"ratios": list(ratios), "seed": seed, "label": label, "per_person_cap": per_person_cap,
-              "balance": balance}
+              "balance": balance, "max_yaw": max_yaw}
     with c.tx():
         c.people.set_splits(assign)
         c.settings.put_json(SETTINGS_KEY, params)
@@ -162,6 +168,7 @@ def dataset_faces(
     per_person_cap: int | None = None,
     balance: bool | None = None,
     include_low_quality: bool = False,
+    max_yaw: float | None = None,
 ) -> Iterator[dict]:
     """Faces that belong in a dataset, one dict per face (sorted by split, person, face id).
 
@@ -170,13 +177,15 @@ def dataset_faces(
     and a split. With ``label``, only main faces whose image carries that label (group shots label
     their main subject). ``per_person_cap`` and ``balance`` default to the values recorded by the
     last assign_splits; the cap keeps each person's best faces (quality, then id), and balancing
-    downsamples every class to the rarest one within each split (seeded, deterministic).
+    downsamples every class to the rarest one within each split (seeded, deterministic). ``max_yaw``
+    (degrees; default: the value recorded by assign_splits, if any) leaves out faces turned further.
     These are the dataset rules of the one rule table in ``catalog/selection.py``; export runs the
     same table (plus its own rules) and counts what each rule leaves out.
     """
     params = split_params(ws)
     cap = per_person_cap if per_person_cap is not None else params.get("per_person_cap")
     bal = balance if balance is not None else params.get("balance", False)
+    yaw = check_max_yaw(max_yaw if max_yaw is not None else params.get("max_yaw"))
     yield from ws.catalog.selection.dataset_faces(
         label=label, split=split, per_person_cap=cap, balance=bool(bal), seed=params.get("seed", 0),
-        include_low_quality=include_low_quality)
+        include_low_quality=include_low_quality, max_yaw=yaw)

@@ -24,6 +24,7 @@ _REASONS = {
     "error": "the scan could not read the image",
     "not_scanned": "ingested but not scanned yet",
     "low_quality": "face below the quality bar (small, blurred, dark or turned away)",
+    "pose": "head turned further than the pose filter's max_yaw (degrees from frontal, from the 5 landmarks)",
     "not_real_face": "the detector's face is not a photographed human face (drawing, painting, render, animal ...)",
     "not_main_face": "not the photo's main subject (bystander or background face)",
     "blocked": "every face in the photo belongs to a person who asked to be forgotten",
@@ -170,6 +171,8 @@ def render_datasheet(ws: Workspace, rep: ExportReport, sel: Selection, params: d
            "- **Cleaning:** exact and near-duplicates collapsed (one kept per group); non-face images rejected; "
            "low-quality faces "
            + ("INCLUDED on request" if params["include_low_quality"] else "left out") + "; "
+           + (f"faces turned more than {params['max_yaw']:g} degrees from frontal left out (pose filter); "
+              if params.get("max_yaw") is not None else "")
            + ("only each photo's main face" if params["faces"] == "main" else "every good face") + ".",
            "- **Privacy:** every image re-checked and re-encoded from pixels if it carried any metadata "
            "(EXIF, XMP, ICC, comments)"

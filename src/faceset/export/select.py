@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..catalog.schema import EXPORT_WHAT as WHATS
 from ..catalog.selection import Spec as SelectionSpec
+from ..catalog.selection import check_max_yaw
 from ..curate.splits import split_params
 from ..errors import UsageError
 from ..workspace import Workspace
@@ -104,6 +105,7 @@ def select_items(
     include_low_quality: bool = False,
     blur_bystanders: bool = False,
     today: date | None = None,
+    max_yaw: float | None = None,
 ) -> Selection:
     """Records to export for ``what`` in chips|crops (one per face) or images (one per photo).
 
@@ -111,7 +113,8 @@ def select_items(
     person with a split, the recorded per-person cap and class balance); export adds the
     consent rules and ``faces``: ``"main"`` keeps only each photo's main subject, ``"all"``
     also the other good faces (without image labels: those describe the main subject).
-    Photos (``images``) go out when their main face is in that set.
+    Photos (``images``) go out when their main face is in that set. ``max_yaw`` (degrees): leave out
+    faces turned further (rule ``pose``); None: the value the last assign_splits recorded, if any.
     """
     if what not in WHATS:
         raise UsageError(f"what must be chips, crops or images, not {what!r}")
@@ -121,6 +124,7 @@ def select_items(
     params = split_params(ws)  # the cap and balance the last assign_splits recorded
     spec = SelectionSpec(
         unit="image" if what == "images" else "face", label=label, include_low_quality=include_low_quality,
+        max_yaw=check_max_yaw(max_yaw if max_yaw is not None else params.get("max_yaw")),
         per_person_cap=params.get("per_person_cap"), balance=bool(params.get("balance", False)),
         seed=params.get("seed", 0), faces=faces, cut={"chips": "chip", "crops": "crop"}.get(what),
         include_unknown_consent=include_unknown_consent, today=today or date.today())

@@ -21,7 +21,8 @@ Features (``FEATURES`` lists the blocks; the shipped weight file says which it u
   Context blocks need the image and the box (``cnn_blocks(blocks, crops, rgb, boxes)``).
 
 Shipped (bench/results/face_verifier.md): ``face_verifier.npz`` = embedding+stats+effnet+mobilenet_ctx+
-mobilenet_img, ``face_verifier_fast.npz`` = embedding+stats.
+mobilenet_img stacked with the fast head (``Verifier.stack``: the two heads' logits averaged),
+``face_verifier_fast.npz`` = embedding+stats.
 
 The head is a multinomial logistic regression (classes: real + the non-real kinds), trained by
 ``bench/train_face_verifier.py`` with source- and person-disjoint cross-validation on ../shared/data and
@@ -230,16 +231,31 @@ def face_features(chip: np.ndarray, crop: np.ndarray | None, embedding: np.ndarr
 
 
 # -- the head --------------------------------------------------------------------------------
-class Verifier:
-    """Standardise, then a multinomial logistic regression; P(real) >= threshold means real."""
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
-    def __init__(self, blocks, classes, mean, scale, coef, intercept, threshold, meta=None):
+
+class Verifier:
+    """Standardise, then a multinomial logistic regression; P(real) >= threshold means real.
+
+    ``stack`` (optional): a second head over the first ``stack.n_features`` features (the fast head's
+    embedding+stats, which lead the full feature vector) and a weight ``a``: P(real) is then
+    sigmoid(a * logit(P_sub) + (1 - a) * logit(P_own)), the two heads' evidence added in logit space (the
+    full head sees context and texture, the fast one identity and colour; they err on different faces).
+    """
+
+    def __init__(self, blocks, classes, mean, scale, coef, intercept, threshold, meta=None,
+                 stack: "tuple[Verifier, float] | None" = None):
         self.blocks = tuple(blocks)
         self.classes = tuple(classes)
         self.mean, self.scale = np.asarray(mean, np.float64), np.asarray(scale, np.float64)
         self.coef, self.intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
         self.threshold = float(threshold)
         self.meta = meta or {}
+        self.stack = stack
+        if stack is not None and self.blocks and tuple(self.blocks[:len(stack[0].blocks)]) != tuple(stack[0].blocks):
+            raise ValueError(f"stacked head's blocks {stack[0].blocks} must lead {self.blocks}")
 
     @property
     def n_features(self) -> int:
@@ -258,29 +274,41 @@ class Verifier:
         return e / e.sum(1, keepdims=True)
 
     def p_real(self, X: np.ndarray) -> np.ndarray:
-        return self.proba(X)[:, self.classes.index("real")]
+        own = self.proba(X)[:, self.classes.index("real")]
+        if self.stack is None:
+            return own
+        sub, a = self.stack
+        X = np.atleast_2d(np.asarray(X, np.float64))
+        z = a * _logit(sub.p_real(X[:, :sub.n_features])) + (1 - a) * _logit(own)
+        return 1.0 / (1.0 + np.exp(-z))
 
     def predict(self, X: np.ndarray) -> list[tuple[bool, str, float]]:
         P = self.proba(X)
         ri = self.classes.index("real")
+        pr = self.p_real(X)
         out = []
-        for p in P:
-            real = bool(p[ri] >= self.threshold)
+        for p, q in zip(P, pr):
+            real = bool(q >= self.threshold)
             if real:
                 kind = "real"
             else:
                 others = [(p[i], c) for i, c in enumerate(self.classes) if i != ri]
                 kind = max(others)[1] if others else "not_real"
-            out.append((real, kind, float(p[ri])))
+            out.append((real, kind, float(q)))
         return out
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"blocks": list(self.blocks), "classes": list(self.classes), "threshold": self.threshold, **self.meta}
+        arrays = {}
+        if self.stack is not None:
+            sub, a = self.stack
+            meta["stack"] = {"a": float(a), "blocks": list(sub.blocks), "classes": list(sub.classes)}
+            arrays = {"sub_mean": sub.mean.astype(np.float32), "sub_scale": sub.scale.astype(np.float32),
+                      "sub_coef": sub.coef.astype(np.float32), "sub_intercept": sub.intercept.astype(np.float32)}
         np.savez_compressed(path, mean=self.mean.astype(np.float32), scale=self.scale.astype(np.float32),
                             coef=self.coef.astype(np.float32), intercept=self.intercept.astype(np.float32),
-                            meta=np.frombuffer(json.dumps({"blocks": list(self.blocks), "classes": list(self.classes),
-                                                           "threshold": self.threshold, **self.meta}).encode(),
-                                               dtype=np.uint8))
+                            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
 
     @classmethod
     def from_file(cls, path: Path) -> "Verifier":
@@ -288,8 +316,13 @@ class Verifier:
             raise VerifierUnavailable(f"verifier weights missing: {path} (run bench/train_face_verifier.py)")
         z = np.load(path)
         meta = json.loads(bytes(z["meta"]).decode())
+        stack = None
+        if "stack" in meta:
+            st = meta.pop("stack")
+            stack = (cls(st["blocks"], st["classes"], z["sub_mean"], z["sub_scale"], z["sub_coef"], z["sub_intercept"],
+                         0.5), float(st["a"]))
         return cls(meta.pop("blocks"), meta.pop("classes"), z["mean"], z["scale"], z["coef"], z["intercept"],
-                   meta.pop("threshold"), meta)
+                   meta.pop("threshold"), meta, stack=stack)
 
 
 @lru_cache(maxsize=None)

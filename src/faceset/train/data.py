@@ -84,11 +84,16 @@ class Dataset:
 
 
 def load_dataset(path: str | Path, label: str, *, group_by: str | None = None, chips: bool = False,
-                 seed: int = 0, cache_dir: str | Path | None = None) -> Dataset:
-    """Open a workspace, an export folder or a labelled folder (see module doc)."""
+                 seed: int = 0, cache_dir: str | Path | None = None, max_yaw: float | None = None) -> Dataset:
+    """Open a workspace, an export folder or a labelled folder (see module doc).
+
+    ``max_yaw`` (degrees, workspace only): leave out faces turned further (the selection's ``pose`` rule)."""
     root = Path(path)
     if (root / "faceset.json").exists():
-        return from_workspace(root, label)
+        return from_workspace(root, label, max_yaw=max_yaw)
+    if max_yaw is not None:
+        raise DataError(f"{root}: --max-yaw needs a workspace (exports and folders carry no pose; "
+                        "export with --max-yaw instead)")
     if (root / "manifest.csv").exists():
         return from_export(root, label)
     if (root / "labels.csv").exists():
@@ -98,13 +103,14 @@ def load_dataset(path: str | Path, label: str, *, group_by: str | None = None, c
 
 
 # -- workspace ---------------------------------------------------------------------------
-def from_workspace(root: Path, label: str) -> Dataset:
+def from_workspace(root: Path, label: str, max_yaw: float | None = None) -> Dataset:
     """Main faces with ``label`` and a split, as curate's dataset_faces selects them (the same rows export uses)."""
     from ..curate.splits import dataset_faces
     from ..workspace import open_workspace
 
     ws = open_workspace(root)
-    rows = [r for r in dataset_faces(ws, label=label) if r["label"] not in (None, "") and r["crop_key"]]
+    rows = [r for r in dataset_faces(ws, label=label, max_yaw=max_yaw) if r["label"] not in (None, "")
+            and r["crop_key"]]
     scopes = ws.catalog.campaigns.scopes_of_faces(r["face_id"] for r in rows)  # contributors' ticks (collect/)
     rows = [r for r in rows if "training" in scopes.get(r["face_id"], ("training",))]
     if not rows:
