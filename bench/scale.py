@@ -153,6 +153,86 @@ def storage_stage(n: int, x: np.ndarray, extra: np.ndarray, tmp: Path) -> dict:
     return rec
 
 
+class step_timer:
+    """Adds the wall seconds and peak RSS MiB (5 ms samples, as measure.timed) of a block to ``steps[name]``."""
+
+    def __init__(self, steps: dict | None, name: str):
+        self.steps, self.name = steps, name
+
+    def __enter__(self):
+        import threading
+
+        import psutil
+
+        self.proc, self.peak, self.done = psutil.Process(), [0], threading.Event()
+
+        def sample():
+            while not self.done.is_set():
+                self.peak[0] = max(self.peak[0], self.proc.memory_info().rss)
+                time.sleep(0.005)
+
+        self.th = threading.Thread(target=sample, daemon=True)
+        self.th.start()
+        self.t = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        s = time.perf_counter() - self.t
+        self.done.set()
+        self.th.join()
+        if self.steps is not None:
+            old = self.steps.get(self.name, {"seconds": 0.0, "peak_rss_mb": 0.0, "calls": 0})
+            self.steps[self.name] = {"seconds": round(old["seconds"] + s, 2), "calls": old["calls"] + 1,
+                                     "peak_rss_mb": max(old["peak_rss_mb"], round(self.peak[0] / 2**20, 1))}
+        return False
+
+
+class step_timers:
+    """Time the people stage's steps (the first, outermost call of each): kNN graph + edge arrays
+    (``cluster._graph``), the merge engine, the crowd split (``refine.split_crowds``; its re-clusterings
+    included). Wrapped with functools.wraps, so the engines keep their attributes."""
+
+    def __init__(self, steps: dict | None):
+        self.steps = steps
+
+    def __enter__(self):
+        import functools
+
+        from faceset.curate import cluster as C
+        from faceset.curate import refine as R
+
+        self.saved = [(C, "_graph", C._graph), (R, "split_crowds", R.split_crowds)] + [
+            (C._ENGINES, k, v) for k, v in C._ENGINES.items()]
+        depth = [0]
+
+        def wrap(fn, name):
+            @functools.wraps(fn)
+            def inner(*a, **kw):
+                depth[0] += 1
+                try:
+                    if depth[0] > 1 or self.steps is None:
+                        return fn(*a, **kw)
+                    with step_timer(self.steps, name):
+                        return fn(*a, **kw)
+                finally:
+                    depth[0] -= 1
+            return inner
+
+        C._graph = wrap(C._graph, "knn_graph_and_edges")
+        R.split_crowds = wrap(R.split_crowds, "crowd_split")
+        for k, v in list(C._ENGINES.items()):
+            C._ENGINES[k] = wrap(v, f"merge_{k}")
+        return self
+
+    def __exit__(self, *exc):
+        for obj, k, v in self.saved:
+            if isinstance(obj, dict):
+                obj[k] = v
+            else:
+                setattr(obj, k, v)
+        return False
+
+
 def run_size(n: int, synth, args, flush=lambda rec: None) -> dict:
     """One size's record; ``flush(rec)`` after each stage (a killed run keeps what finished)."""
     from faceset.curate.cluster import DEFAULT, cluster, cluster_incremental
@@ -179,12 +259,18 @@ def run_size(n: int, synth, args, flush=lambda rec: None) -> dict:
     from faceset.curate import cluster as C
     from faceset.privacy.blocklist import distances, unit
 
-    def ann(hnsw=None):
+    def ann(hnsw=None, steps=None):
         kw = {} if hnsw is None else dict(m=hnsw[0], ef_construction=hnsw[1], ef_search=hnsw[2])
-        ix = VectorIndex.build(np.arange(len(x)), x, **kw)
-        return ix, cluster(x, params=DEFAULT, index=ix)
+        with step_timer(steps, "index_build"):
+            ix = VectorIndex.build(np.arange(len(x)), x, **kw)
+        with step_timers(steps):
+            return ix, cluster(x, params=DEFAULT, index=ix)
 
-    (ix, lab), s, peak, above = timed(ann)
+    steps: dict = {}
+    cpu0 = os.times()
+    (ix, lab), s, peak, above = timed(lambda: ann(steps=steps))
+    cpu1 = os.times()
+    rec.update(people_steps=steps, people_cpu_seconds=round(cpu1.user + cpu1.system - cpu0.user - cpu0.system, 1))
     rec.update(people_seconds=s, people_peak_rss_mb=peak, people_rss_above_start_mb=above,
                people_index="hnsw" if ix.uses_ann else "exact",
                people_engine="rounds" if n >= C.ROUNDS_FROM else "heap",
@@ -326,6 +412,34 @@ def project(recs: list[dict]) -> dict:
     return out
 
 
+# ANN measurements behind faceset.index's choice (the json's meta.ann_choice)
+ANN_CHOICE = {"faiss_hnsw_M32_efc80_efs64": {"recall_at_10": 0.989, "build_s_100k": 80.5,
+                                             "search_2000_s": 0.64},
+              "usearch_hnsw_conn16": {"recall_at_10": 0.981, "build_s_100k": 250.1},
+              "faiss_ivfflat_nlist1024": {"recall_at_10_nprobe16": 0.795, "recall_at_10_nprobe32": 0.884,
+                                          "build_s_100k": 29.0},
+              "note": "measured once on 100k synthetic faces, 2 shared cores, niced",
+              "self_join_300k_edges_below_0.62": {
+                  "note": "directed recall of the exact kNN edges < params.edge, 3000 sampled rows, "
+                          "2 shared cores at load ~7 (times move by 30%)",
+                  "hnsw_M16_efc40_efs64_build_plus_search_s": 174.0,
+                  "ivfflat_nlist1024": {"build_s": 58.2, "nprobe16": [0.671, 414],
+                                        "nprobe32": [0.801, 467], "nprobe64": [0.903, 807],
+                                        "format": "[recall, search s]"},
+                  "ivfflat_nlist2048": {"build_s": 217.3, "nprobe16": [0.618, 134],
+                                        "nprobe32": [0.738, 288], "nprobe64": [0.847, 589]}},
+              "nndescent_100k": {"K32_iter10": {"recall": 0.987, "build_s": 179.0},
+                                 "K24_iter8": {"recall": 0.958, "build_s": 101.6},
+                                 "K20_iter5": {"recall": 0.531, "build_s": 49.7},
+                                 "hnsw_M16_efc40_efs64": {"recall": 0.896, "build_plus_search_s": 81.0}},
+              "efsearch_100k_pairwise_f": {
+                  "note": "same 100k set, M=16 efC=40; F of the shipped clustering on each graph; "
+                          "exact graph F 0.8415",
+                  "efs64": {"f": 0.8409, "recall": 0.8956}, "efs48": {"f": 0.84, "recall": 0.8709},
+                  "efs40": {"f": 0.8394, "recall": 0.8554}, "efs32": {"f": 0.8383, "recall": 0.8366},
+                  "M12_efc24_efs40": {"f": 0.8309, "recall": 0.7168}}}
+
+
 def main() -> None:
     global ANN_MIN, ADD
     ap = argparse.ArgumentParser()
@@ -367,12 +481,7 @@ def main() -> None:
 
     meta = {"machine": f"{platform.machine()} {os.cpu_count()} cores", "python": platform.python_version(),
             "faiss": faiss.__version__, "projection": project(recs),
-            "ann_choice": {"faiss_hnsw_M32_efc80_efs64": {"recall_at_10": 0.989, "build_s_100k": 80.5,
-                                                          "search_2000_s": 0.64},
-                           "usearch_hnsw_conn16": {"recall_at_10": 0.981, "build_s_100k": 250.1},
-                           "faiss_ivfflat_nlist1024": {"recall_at_10_nprobe16": 0.795, "recall_at_10_nprobe32": 0.884,
-                                                       "build_s_100k": 29.0},
-                           "note": "measured once on 100k synthetic faces, 2 shared cores, niced"}}
+            "ann_choice": ANN_CHOICE}
     recs.sort(key=lambda r: r["faces"])
     recs[-1]["meta"] = meta
     Path(args.out).write_text(json.dumps(recs, indent=1))
@@ -408,6 +517,11 @@ def markdown(recs: list[dict], meta: dict) -> str:
     for label, key in rows:
         out.append(f"| {label} | " + " | ".join(cell(g(r, key)) for r in recs) + " |")
     for r in recs:
+        if r.get("people_steps"):
+            out.append(f"\n{r['faces']:,}, people steps (wall s / peak RSS MiB): " + "; ".join(
+                f"{k} {v['seconds']} / {v['peak_rss_mb']}" for k, v in r["people_steps"].items())
+                + f"; process CPU {r.get('people_cpu_seconds')} s (2 cores) in {r['people_seconds']} s wall, "
+                f"HNSW {r.get('hnsw')}")
         if r.get("people_ann_alt"):
             a = r["people_ann_alt"]
             out.append(f"\n{r['faces']:,}: HNSW {a['hnsw']}: {a['seconds']} s, peak {a['peak_rss_mb']} MiB, "
@@ -423,6 +537,8 @@ def markdown(recs: list[dict], meta: dict) -> str:
         out.append(f"\n{r['faces']:,}: load average at start {r.get('load_average_at_start')}, "
                    f"end {r.get('load_average_at_end')}")
     out += ["", "Projection: `" + json.dumps(meta.get("projection", {})) + "`", ""]
+    if meta.get("note"):
+        out += [meta["note"], ""]
     return "\n".join(out)
 
 

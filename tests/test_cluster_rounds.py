@@ -86,3 +86,35 @@ def test_rounds_respect_max_size_cannot_link_and_passive_faces(real):
 def test_unknown_engine_is_refused(real):
     with pytest.raises(ValueError):
         C.cluster(real[:10], engine="fast")
+
+
+@pytest.mark.parametrize("density", [0.0, 0.5])
+def test_first_linkage_read_from_edge_distances_gives_the_same_clusters(real, density):
+    """cluster() hands the rounds engine the graph's edge distances (two single faces: linkage = distance);
+    with must-link groups (not single faces: their linkage comes from the sums) the result is the one the
+    engine computes from the cluster sums alone."""
+    p = C.DEFAULT.with_(density=density)
+    src, dst, dist, scale, _ = C._graph(real, p)
+    must = [(int(a), int(b)) for a, b in zip(range(0, 60, 2), range(1, 60, 2))]
+    args = (real, np.ones(len(real)), src, dst, p)
+    kw = dict(active=np.ones(len(real), bool), must_link=must, scale=scale)
+    from_sums = C._agglomerate_rounds(*args, **kw)
+    from_dist = C._agglomerate_rounds(*args, **kw, edge_d=dist)
+    assert len(set(from_sums)) < len(real) - 100  # merges happened
+    assert _same_partition(from_sums, from_dist) or _agreement(from_sums, from_dist) >= 0.995
+    assert all(from_dist[a] == from_dist[b] for a, b in must)
+
+
+def test_crowd_split_on_the_graphs_neighbours_matches_a_fresh_search(real):
+    """The crowd split reads each face's nearest others from the clustering's kNN graph (exact here, below
+    index.EXACT_BELOW) instead of searching again: same labels."""
+    from faceset.curate import refine
+
+    p = C.DEFAULT.with_(crowd_size=5, crowd_frac=0.05, threshold=0.62)
+    lab = C._renumber(C.cluster(real, params=p.with_(crowd_size=0)))
+    assert np.bincount(lab).max() > 5  # there are clusters to look at
+    _, _, _, _, near = C._graph(real, p, nn=C.CROWD_K)
+    fresh = refine.split_crowds(real, lab, p, C.cluster, k=C.CROWD_K)
+    assert not np.array_equal(C._renumber(fresh), lab)  # something was split
+    reused = refine.split_crowds(real, lab, p, C.cluster, k=C.CROWD_K, neighbours=near)
+    assert np.array_equal(fresh, reused)

@@ -69,6 +69,24 @@ def test_knn_graph_excludes_self_like_graph_knn(real):
 
 
 @pytest.mark.parametrize("kind", ["exact", pytest.param("hnsw", marks=needs_ann)])
+def test_search_rows_in_blocks_answers_as_in_one_go(real, monkeypatch, kind):
+    """search_rows queries in blocks of SEARCH_BLOCK rows (bounded temporaries): same answer, also for a
+    subset of the index's rows and with each row's own id excluded."""
+    import faceset.index as I
+
+    x = real.vectors
+    ids = np.arange(len(x), dtype=np.int64) * 3 + 7
+    ix = VectorIndex.build(ids, x, kind=kind)
+    sub = ids[::2]
+    one = I.search_rows(ix, x[::2], 6, sub, exclude_ids=sub)
+    monkeypatch.setattr(I, "SEARCH_BLOCK", 37)
+    blocks = I.search_rows(ix, x[::2], 6, sub, exclude_ids=sub)
+    assert np.array_equal(one[0], blocks[0]) and np.allclose(one[1], blocks[1])
+    assert not (one[0] == np.arange(len(sub))[:, None]).any()  # own row excluded
+    assert (one[0] >= 0).all()
+
+
+@pytest.mark.parametrize("kind", ["exact", pytest.param("hnsw", marks=needs_ann)])
 def test_remove_really_removes_also_from_the_saved_file(real, tmp_path, kind):
     x = real.vectors
     ix = VectorIndex.build(real.ids, x, kind=kind)

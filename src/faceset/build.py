@@ -67,16 +67,20 @@ def build(
     what: str = "crops",
     label: str | None = None,
     engine: str = "local",
+    ray_address: str | None = None,
     blur_bystanders: bool = False,
     progress: bool = True,
     on_step: Callable[[str, dict], None] | None = None,
 ) -> BuildReport:
     """Run the whole pipeline into ``out`` (``workspace/``, ``dataset/``); rerun to resume.
 
+    ``engine="ray"`` (``ray_address`` to join a cluster) runs ingest's decoding, scan, the neighbour searches of
+    duplicates and people, and export's re-encoding on Ray; this process stays the single writer.
     The report goes to ``<workspace>/report.html``: it holds thumbnails of people, so it lives
     where ``forget`` shreds it and never next to the dataset that gets shared.
     """
     from .curate import assign_splits, cluster_people, find_duplicates
+    from .curate.knn_dist import on_engine
     from .export import ExportError, export
     from .ingest import check_request, ingest
     from .report import report
@@ -87,6 +91,8 @@ def build(
                                 ("--engine", engine, ENGINES)):
         if value not in allowed:
             raise UsageError(f"{opt} {value!r}: choose one of {', '.join(allowed)}")
+    if ray_address and engine != "ray":
+        raise UsageError("--ray-address needs --engine ray")
     check_request(list(sources), license=license, consent=consent, labels=labels, label_map=label_map)
     out = Path(out).expanduser().resolve()
     ws_path = Path(workspace).expanduser().resolve() if workspace else out / "workspace"
@@ -106,15 +112,18 @@ def build(
 
     try:
         step("ingest", lambda: ingest(ws, [str(s) for s in sources], license=license, consent=consent,
-                                      labels=labels, label_map=label_map, progress=progress))
-        step("scan", lambda: scan(ws, engine=engine, progress=progress))
-        step("duplicates", lambda: find_duplicates(ws))
-        step("people", lambda: cluster_people(ws))
+                                      labels=labels, label_map=label_map, progress=progress, engine=engine,
+                                      ray_address=ray_address))
+        step("scan", lambda: scan(ws, engine=engine, ray_address=ray_address, progress=progress))
+        with on_engine(engine, None, ray_address):
+            step("duplicates", lambda: find_duplicates(ws))
+            step("people", lambda: cluster_people(ws))
         rep.label = pick_label(ws, label)
         step("splits", lambda: assign_splits(ws, label=rep.label))
         try:
             step("export", lambda: export(ws, dataset, format=format, what=what, label=rep.label,
-                                          blur_bystanders=blur_bystanders, progress=progress))
+                                          blur_bystanders=blur_bystanders, progress=progress, engine=engine,
+                                          ray_address=ray_address))
         except ExportError:
             report(ws)  # nothing exportable: the report shows why (rejects, quality)
             raise

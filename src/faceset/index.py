@@ -12,7 +12,13 @@ coarse quantisation. For people clustering (bench/results/scale.json, 100k): the
 0.8417 against 0.8415 on the exact graph (edge recall 0.972 over edges that can propose merges); M=16 /
 efConstruction=40 builds 2.5x faster end to end (92 s vs 228 s) at F 0.8409 (within 0.001 of exact), so it is
 the default now (M=32 / 80 stays available: ``m=``, ``ef_construction=``; tests/test_index.py holds recall@10
->= 0.97 on real embeddings). Exact blockwise numpy
+>= 0.97 on real embeddings). efSearch (same 100k set and exact graph, F of the shipped clustering; directed
+recall of the exact edges < 0.62): 64 -> F 0.8409 (recall 0.896), 48 -> 0.8400 (0.871), 40 -> 0.8394 (0.855),
+32 -> 0.8383 (0.837); M=12 / efC=24 / efS=40 -> 0.8309 (0.717): 48 is the default (search ~1.3x faster than
+64, F within 0.0015 of exact). Re-measured for the all-rows self-join (300k, 2 shared cores): IVF-Flat
+nlist 1024 / nprobe 64 recalls 0.90 of those edges but its search alone takes ~4x HNSW's build + search
+(~800 s vs 174 s), nlist 2048 / nprobe 32 only 0.74; faiss NN-descent (100k, K=24, 8 iterations) 0.958 in
+~1.3x HNSW's time, fewer iterations collapse (5: 0.53); so HNSW stays. Exact blockwise numpy
 (:func:`faceset.curate.graph.knn`, :func:`within`) answers a few queries against 100k rows in ~0.1 s, so
 single queries (forget's range search, the blocklist) stay exact; the ANN pays off for all-rows kNN graphs
 (clustering, embedding dedup).
@@ -44,9 +50,10 @@ __all__ = ["VectorIndex", "EXACT_BELOW", "ann_available", "knn_graph", "search_r
 
 EXACT_BELOW = 50_000       # rows; below this an exact search of every row is cheaper than building HNSW
 REBUILD_AT_QUERIES = 5_000  # a stale HNSW is rebuilt before a search with at least this many query rows
+SEARCH_BLOCK = 1 << 16     # query rows per block in search_rows (bounds its temporaries)
 HNSW_M = 16
 EF_CONSTRUCTION = 40
-EF_SEARCH = 64
+EF_SEARCH = 48
 FORMAT = "faceset-vector-index/1"
 
 
@@ -229,6 +236,43 @@ class VectorIndex:
             raise WorkspaceError(f"vector index {path} is unreadable ({e}); rebuild it") from e
         return ix
 
+    # -- shipping (an engine's workers get the index once, as bytes: curate/knn_dist.py) --
+    def dumps(self) -> bytes:
+        """The index as bytes, the layout :meth:`save` writes (live rows, a current HNSW serialised as is), so
+        :meth:`loads` on another machine gives the same rows, the same graph and so the same answers."""
+        meta = {"format": FORMAT, "dim": self.dim, "kind": self.kind, "exact_below": self.exact_below,
+                "ef_search": self.ef_search, "m": self.m, "ef_construction": self.ef_construction,
+                "rows": len(self.ids)}
+        arrays = {"ids": self.ids, "vectors": self.vectors, "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+        if self._hnsw is not None:
+            import faiss
+
+            arrays["hnsw"] = faiss.serialize_index(self._hnsw)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def loads(cls, data: bytes) -> "VectorIndex":
+        """The index :meth:`dumps` gave; ValueError on bytes that are not one."""
+        try:
+            z = np.load(io.BytesIO(data), allow_pickle=False)
+            meta = json.loads(bytes(z["meta"]).decode())
+        except (OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"not a vector index ({e})") from e
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"unknown format {meta.get('format')!r}")
+        ix = cls(meta["dim"], exact_below=meta["exact_below"], kind=meta["kind"], ef_search=meta["ef_search"],
+                 m=meta["m"], ef_construction=meta["ef_construction"])
+        ix.ids = z["ids"].astype(np.int64)
+        ix.vectors = np.ascontiguousarray(z["vectors"], np.float32)
+        if "hnsw" in z.files:
+            import faiss
+
+            ix._hnsw = faiss.deserialize_index(z["hnsw"])
+        ix.changed = False
+        return ix
+
 
 def knn_graph(x: np.ndarray, k: int, *, index: VectorIndex | None = None,
               ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -252,23 +296,29 @@ def search_rows(index: VectorIndex, q: np.ndarray, k: int, row_ids: np.ndarray, 
                 exclude_ids=None) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest among the rows whose index ids are ``row_ids`` (ascending), when ``index`` may hold
     other ids too: (positions in ``row_ids``, distances), -1 / inf pads. Asks the index for proportionally
-    more neighbours when the subset is smaller than the index, then keeps the first k in the subset."""
+    more neighbours when the subset is smaller than the index, then keeps the first k in the subset.
+    Queries go in blocks of ``SEARCH_BLOCK`` rows (the [block, k] int64 temporaries of the id mapping stay
+    small; a 1M-row kNN graph otherwise held ~6 [n, k] int64 copies at once)."""
     row_ids = np.asarray(row_ids, np.int64)
     nq = len(q)
+    out_i = np.full((nq, max(k, 0)), -1, np.int64)
+    out_d = np.full((nq, max(k, 0)), np.inf, np.float32)
     if len(row_ids) == 0 or k <= 0:
-        return np.full((nq, max(k, 0)), -1, np.int64), np.full((nq, max(k, 0)), np.inf, np.float32)
+        return out_i, out_d
     share = len(index) / len(row_ids)
     kk = k if share <= 1.0 else min(len(index), int(np.ceil(k * share)) + 8)
-    f, d = index.search(q, kk, exclude_ids=exclude_ids)
-    pos = np.minimum(np.searchsorted(row_ids, f), len(row_ids) - 1)
-    ok = (f >= 0) & (row_ids[pos] == f)
-    order = np.argsort(~ok, axis=1, kind="stable")[:, :k]
-    pos, d, ok = (np.take_along_axis(a, order, 1) for a in (pos, d, ok))
-    out_i = np.full((nq, k), -1, np.int64)
-    out_d = np.full((nq, k), np.inf, np.float32)
-    w = pos.shape[1]
-    out_i[:, :w] = np.where(ok, pos, -1)
-    out_d[:, :w] = np.where(ok, d, np.inf)
+    ex = None if exclude_ids is None else np.asarray(exclude_ids, np.int64).reshape(nq)
+    for s in range(0, nq, SEARCH_BLOCK):
+        e = min(nq, s + SEARCH_BLOCK)
+        f, d = index.search(q[s:e], kk, exclude_ids=None if ex is None else ex[s:e])
+        pos = np.minimum(np.searchsorted(row_ids, f), len(row_ids) - 1)
+        ok = (f >= 0) & (row_ids[pos] == f)
+        del f
+        order = np.argsort(~ok, axis=1, kind="stable")[:, :k]
+        pos, d, ok = (np.take_along_axis(a, order, 1) for a in (pos, d, ok))
+        w = pos.shape[1]
+        out_i[s:e, :w] = np.where(ok, pos, -1)
+        out_d[s:e, :w] = np.where(ok, d, np.inf)
     return out_i, out_d
 
 

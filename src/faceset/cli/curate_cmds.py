@@ -12,18 +12,28 @@ from .common import JsonOpt, WorkspaceOpt, console, emit, fail, table, ws_open
 
 label_app = typer.Typer(help="Check and fix labels per person (CSV in/out).", no_args_is_help=True)
 
+# the neighbour-graph build of `people` / `dedup` on Ray (curate/knn_dist.py); the driver clusters and writes
+EngineOpt = typer.Option("local", "--engine", help="local (this process) | ray: neighbour searches on Ray tasks.")
+WorkersOpt = typer.Option(None, "--workers", help="Ray workers to keep busy (default: this machine's cores).")
+RayAddressOpt = typer.Option(None, "--ray-address", help="Join this Ray cluster (default: a local Ray).")
+
 
 def dedup(
     workspace: Optional[Path] = WorkspaceOpt,
     as_json: bool = JsonOpt,
     sheet: bool = typer.Option(False, "--sheet",
                                help="Write a contact sheet of the groups to the workspace's sheets/."),
+    engine: str = EngineOpt,
+    workers: Optional[int] = WorkersOpt,
+    ray_address: Optional[str] = RayAddressOpt,
 ):
     """Group near-duplicate images (resized, re-encoded, cropped, mirrored, recoloured); keep the best of each."""
     from ..curate import find_duplicates
+    from ..curate.knn_dist import on_engine
 
     ws = ws_open(workspace)
-    rep = find_duplicates(ws, sheet=sheet, progress=not as_json)
+    with on_engine(engine, workers, ray_address):
+        rep = find_duplicates(ws, sheet=sheet, progress=not as_json)
 
     def human():
         console.print(f"images checked: {rep.images}   near-duplicate groups: {rep.groups}   "
@@ -48,12 +58,17 @@ def people(
     threshold: Optional[float] = typer.Option(None,
                                               help="Largest RMS distance over all face pairs at which two clusters "
                                                    "merge (default: the calibrated value)."),
+    engine: str = EngineOpt,
+    workers: Optional[int] = WorkersOpt,
+    ray_address: Optional[str] = RayAddressOpt,
 ):
     """Cluster faces into people (incremental, stable ids); list unique people and photos per person."""
     from ..curate import cluster_people, people_listing
+    from ..curate.knn_dist import on_engine
 
     ws = ws_open(workspace)
-    rep = cluster_people(ws, threshold=threshold, progress=not as_json)
+    with on_engine(engine, workers, ray_address):
+        rep = cluster_people(ws, threshold=threshold, progress=not as_json)
     if as_json:
         emit(True, {"report": rep.to_dict(), **people_listing(ws)})
         return
@@ -156,6 +171,8 @@ def split(
                                                  help="At most N faces of one person in a dataset."),
     balance: bool = typer.Option(False, "--balance",
                                  help="Downsample each split to equal class counts (needs --label)."),
+    max_yaw: Optional[float] = typer.Option(None, "--max-yaw",
+                                            help="Datasets leave out faces turned more than this (degrees)."),
 ):
     """Identity-disjoint train/val/test: assigns people without a split; never moves anyone."""
     from ..curate import assign_splits
@@ -168,7 +185,8 @@ def split(
         raise UsageError("--balance needs --label")
     ws = ws_open(workspace)
     try:
-        rep = assign_splits(ws, ratios=r, seed=seed, label=label, per_person_cap=per_person_cap, balance=balance)
+        rep = assign_splits(ws, ratios=r, seed=seed, label=label, per_person_cap=per_person_cap, balance=balance,
+                            max_yaw=max_yaw)
     except ValueError as e:  # compat(#9): assign_splits still raises plain ValueError for bad ratios / cap
         fail(str(e))
 

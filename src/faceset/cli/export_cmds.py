@@ -38,10 +38,17 @@ def register(app: typer.Typer) -> None:
         include_unknown_consent: bool = typer.Option(False, "--include-unknown-consent",
                                                      help="Also export consent 'unknown' (said in the datasheet)."),
         include_low_quality: bool = typer.Option(False, "--include-low-quality", help="Keep low-quality faces."),
+        max_yaw: Optional[float] = typer.Option(None, "--max-yaw", help="Leave out faces turned more than this "
+                                                                        "(degrees; default: the split's)."),
         seed: int = typer.Option(0, "--seed", help="Seed for the sample zips."),
         refresh: bool = typer.Option(False, "--refresh",
                                      help="Rebuild stale exports in place (or OUT / --id, stale or not)."),
         export_id: Optional[int] = typer.Option(None, "--id", help="With --refresh: rebuild this export."),
+        engine: str = typer.Option("local", "--engine",
+                                   help="local | ray: Ray tasks clean / blur the images, this process writes."),
+        workers: Optional[int] = typer.Option(None, "--workers", help="Ray workers to keep busy (default: cores)."),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                                  help="Join this Ray cluster (default: a local Ray)."),
         workspace: Optional[Path] = WorkspaceOpt,
         as_json: bool = JsonOpt,
     ):
@@ -57,7 +64,8 @@ def register(app: typer.Typer) -> None:
                     export_id = rec.id if rec else None
                     if export_id is None:
                         fail(f"{out} is not a recorded export of this workspace")
-                reps = [r.to_dict() for r in do_refresh(ws, export_id, progress=not as_json)]
+                reps = [r.to_dict() for r in do_refresh(ws, export_id, progress=not as_json, engine=engine,
+                                                        workers=workers, ray_address=ray_address)]
 
                 def human():
                     if not reps:
@@ -72,7 +80,8 @@ def register(app: typer.Typer) -> None:
             rep = export(ws, out, format=format, what=what, label=label, faces=faces, shard_size=shard_size,
                          sample=sample, blur_bystanders=blur_bystanders,
                          include_unknown_consent=include_unknown_consent, include_low_quality=include_low_quality,
-                         seed=seed, progress=not as_json)
+                         seed=seed, progress=not as_json, max_yaw=max_yaw, engine=engine, workers=workers,
+                         ray_address=ray_address)
         except ExportError as e:
             fail(str(e))
         d = rep.to_dict()
@@ -105,7 +114,10 @@ def register(app: typer.Typer) -> None:
         format: str = typer.Option("imagefolder", "--format", "-f", help="imagefolder | zip | webdataset | parquet"),
         what: str = typer.Option("crops", "--what", help="crops | chips | images"),
         label: Optional[str] = typer.Option(None, "--label", "-l", help="Class label (default: the only label name)."),
-        engine: str = typer.Option("local", "--engine", help="Scan engine: local | ray."),
+        engine: str = typer.Option("local", "--engine",
+                                   help="local | ray: ingest, scan, neighbour searches and export encoding on Ray."),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                                  help="Join this Ray cluster (with --engine ray)."),
         blur_bystanders: bool = typer.Option(False, "--blur-bystanders", help="Blur non-main faces (--what images)."),
         workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", help="Workspace (default OUT/workspace)."),
         as_json: bool = JsonOpt,
@@ -125,7 +137,7 @@ def register(app: typer.Typer) -> None:
         try:
             rep = build(sources, out, workspace=workspace, license=license, consent=consent, labels=labels,
                         label_map=label_map, format=format, what=what, label=label, engine=engine,
-                        blur_bystanders=blur_bystanders,
+                        ray_address=ray_address, blur_bystanders=blur_bystanders,
                         progress=not as_json, on_step=on_step)
         except (IngestError, ExportError, WorkspaceError) as e:
             fail(str(e))

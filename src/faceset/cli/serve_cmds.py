@@ -11,6 +11,7 @@ from typing import List, Optional
 
 import typer
 
+from . import curate_cmds
 from .common import JsonOpt, WorkspaceOpt, console, emit, ws_open
 
 people_app = typer.Typer(help="Cluster faces into people (no sub-command), or fix the clusters by hand.",
@@ -51,13 +52,15 @@ def people_root(
     threshold: Optional[float] = typer.Option(None,
                                               help="Embedding distance that links two faces (default: the calibrated "
                                                    "value)."),
+    engine: str = curate_cmds.EngineOpt,
+    workers: Optional[int] = curate_cmds.WorkersOpt,
+    ray_address: Optional[str] = curate_cmds.RayAddressOpt,
 ):
     """Cluster faces into people (incremental, stable ids); or merge / split / fix them (sub-commands)."""
     ctx.obj = {"workspace": workspace}
     if ctx.invoked_subcommand is None:
-        from . import curate_cmds
-
-        curate_cmds.people(workspace=workspace, as_json=as_json, threshold=threshold)
+        curate_cmds.people(workspace=workspace, as_json=as_json, threshold=threshold, engine=engine, workers=workers,
+                           ray_address=ray_address)
 
 
 @people_app.command("merge")
@@ -123,13 +126,15 @@ def dedup_root(
     as_json: bool = JsonOpt,
     sheet: bool = typer.Option(False, "--sheet",
                                help="Write a contact sheet of the groups to the workspace's sheets/."),
+    engine: str = curate_cmds.EngineOpt,
+    workers: Optional[int] = curate_cmds.WorkersOpt,
+    ray_address: Optional[str] = curate_cmds.RayAddressOpt,
 ):
     """Group near-duplicate images (resized, re-encoded, cropped, mirrored, recoloured); keep the best of each."""
     ctx.obj = {"workspace": workspace}
     if ctx.invoked_subcommand is None:
-        from . import curate_cmds
-
-        curate_cmds.dedup(workspace=workspace, as_json=as_json, sheet=sheet)
+        curate_cmds.dedup(workspace=workspace, as_json=as_json, sheet=sheet, engine=engine, workers=workers,
+                          ray_address=ray_address)
 
 
 @dedup_app.command("keep")

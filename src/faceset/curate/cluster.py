@@ -74,7 +74,9 @@ class Params:
 # distractors in LFW people (292 / 198 without it), utkface alone largest 0.23%, large people kept 98-99% whole;
 # still 353 / 363 distractor-only clusters of 6-22 faces (goal: none above 5). The 24-person dev set is
 # unchanged by the step (tests/test_refine.py). Density is a first-run notion: incremental runs compare new
-# faces without it; the crowd split there touches only new clusters.
+# faces without it; the crowd split there touches only new clusters. crowd_radius by the same CV
+# (bench/results/people_cv_radius.md, 0.42-0.50): both halves chose 0.44, held-out identical to 0.45; 0.44-0.50 tie,
+# 0.42 is worse. These values are for the plain dlib descriptor (scan/embed.py "raw"; a flip kind needs 0.56).
 DEFAULT = Params(threshold=0.58, density=0.5, crowd_size=20, crowd_frac=0.2, crowd_radius=0.45)
 
 
@@ -280,8 +282,9 @@ def _agglomerate(
     return out
 
 
-def _edge_linkage(st: _Stats, ea: np.ndarray, eb: np.ndarray, beta: float, chunk: int = 1 << 16) -> np.ndarray:
-    """Linkage (density-scaled when ``beta``) of each edge (ea[i], eb[i]), in chunks (no [E, d] temporaries)."""
+def _edge_linkage(st: _Stats, ea: np.ndarray, eb: np.ndarray, beta: float, chunk: int = 1 << 12) -> np.ndarray:
+    """Linkage (density-scaled when ``beta``) of each edge (ea[i], eb[i]), in chunks (no [E, d] temporaries;
+    4k-row chunks keep the two gathered [chunk, d] blocks in cache: ~1.5x faster than 64k, measured)."""
     out = np.empty(len(ea), np.float64)
     for i in range(0, len(ea), chunk):
         pa, pb = ea[i:i + chunk], eb[i:i + chunk]
@@ -319,8 +322,11 @@ def _agglomerate_rounds(
     proposals: list | None = None,
     exact: tuple[int, np.ndarray, np.ndarray] | None = None,
     scale: np.ndarray | None = None,
+    edge_d: np.ndarray | None = None,
 ) -> np.ndarray:
     """Same contract and result as :func:`_agglomerate` (the heap), in rounds of numpy over an edge array.
+    ``edge_d``: the kNN distance of each (src, dst) edge (only when rows are faces, not :func:`cluster_incremental`'s
+    person rows): the first linkage of two single faces is read from it instead of recomputed.
 
     Why: the heap holds a Python tuple per candidate pair and a Python set of neighbours per cluster (3.8 GB at
     100k faces). Average linkage is reducible (merging two clusters never brings the result closer to a third
@@ -339,11 +345,35 @@ def _agglomerate_rounds(
     keep = active[src] & active[dst]
     s, d = root[src[keep]], root[dst[keep]]
     m = s != d
-    key = _unique(np.minimum(s[m], d[m]).astype(np.int64) * n + np.maximum(s[m], d[m]))
-    del s, d, m, keep
+    key = np.minimum(s[m], d[m]).astype(np.int64) * n + np.maximum(s[m], d[m])
+    del s, d
+    if edge_d is None:
+        key = _unique(key)
+    else:  # carry each edge's kNN distance through the dedup (a pair's two directions hold the same one)
+        dd = np.asarray(edge_d, np.float32)[keep][m]
+        order = np.argsort(key)
+        key, dd = key[order], dd[order]
+        del order
+        first = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, bool)
+        key, dd = key[first], dd[first]
+        del first
+    del m, keep
     ea, eb = (key // n).astype(idt), (key % n).astype(idt)
     del key
-    L = _edge_linkage(st, ea, eb, beta)
+    if edge_d is None:
+        L = _edge_linkage(st, ea, eb, beta)
+    else:
+        # two single faces: their linkage IS their distance (whatever their weights); only the other
+        # pairs (must-link groups, ...) need the cluster sums: the first linkage pass was ~a fifth of the engine
+        one = (st.n[ea] == 1) & (st.n[eb] == 1)
+        L = np.empty(len(ea), np.float64)
+        L[one] = dd[one]
+        if beta:
+            pa, pb = ea[one], eb[one]
+            L[one] /= ((st.R[pa] + st.R[pb]) / (st.W[pa] + st.W[pb])) ** beta
+            del pa, pb
+        L[~one] = _edge_linkage(st, ea[~one], eb[~one], beta)
+        del dd, one
     blocked = np.zeros(len(ea), bool)
     cl_key = _unique(np.array([min(a, b) * n + max(a, b) for a, b in cl_pairs], np.int64))
     # thresholds rising in steps to the real one: with density on, linkage is not reducible, and a stage
@@ -472,10 +502,16 @@ def _attach(x, w, out, passive, src, dst, params, cl, frozen_groups) -> np.ndarr
     return res
 
 
-def _graph(x: np.ndarray, params: Params, index=None, ids=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Candidate edges (src, dst) and, when density is on, each row's local scale / median local scale.
-    Exact blockwise kNN below ``index.EXACT_BELOW`` rows (or given no ANN), the vector index above."""
-    k = max(params.k, params.density_k if params.density else 0)
+CROWD_K = 10  # neighbours per face the crowd split looks at (refine.split_crowds' k), kept from the graph
+
+
+def _graph(x: np.ndarray, params: Params, index=None, ids=None,
+           nn: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, tuple | None]:
+    """Candidate edges (src, dst; int32 below 2^31 rows), their distances (float32) and, when density is on,
+    each row's local scale / median local scale; with ``nn`` > 0 also the first ``nn`` columns of the kNN
+    answer (int32 rows, float32 distances, -1 / inf pads) for the crowd split. Exact blockwise kNN below
+    ``index.EXACT_BELOW`` rows (or given no ANN), the vector index above."""
+    k = max(params.k, params.density_k if params.density else 0, nn)
     from ..index import knn_graph
 
     i, d = knn_graph(x, k, index=index, ids=ids)
@@ -483,12 +519,18 @@ def _graph(x: np.ndarray, params: Params, index=None, ids=None) -> tuple[np.ndar
     if params.density and d.shape[1]:
         r = d[:, : params.density_k].mean(1).astype(np.float64)
         scale = r / max(float(np.median(r)), 1e-6)
-    i, d = i[:, : params.k], d[:, : params.k]
-    src = np.repeat(np.arange(len(x)), i.shape[1])
-    keep = d.ravel() < params.edge  # also drops the -1 pads of short ANN answers (distance inf)
-    return src[keep], i.ravel()[keep], scale
+    idt = np.int32 if len(x) < 2**31 - 1 else np.int64
+    near = (i[:, :nn].astype(idt), np.ascontiguousarray(d[:, :nn], np.float32)) if nn else None
+    kc = min(params.k, d.shape[1])
+    keep = (d[:, :kc] < params.edge).ravel()  # also drops the -1 pads of short ANN answers (distance inf)
+    dst = i[:, :kc].ravel()[keep].astype(idt)
+    dist = np.ascontiguousarray(d[:, :kc]).ravel()[keep].astype(np.float32)
+    del i, d
+    src = np.repeat(np.arange(len(x), dtype=idt), kc)[keep]
+    return src, dst, dist, scale, near
 
 
+_agglomerate_rounds.takes_edge_d = True  # cluster() hands it the graph's edge distances
 _ENGINES = {"rounds": _agglomerate_rounds, "heap": _agglomerate}
 # Rows from which "auto" uses the rounds engine. Below it the heap stays: without density both agree
 # (identities_wild + utkface, 11.6k faces: pairwise F 0.9996 between the two partitions, identical at 0.46),
@@ -535,15 +577,20 @@ def cluster(
     n = len(x)
     if n == 0:
         return np.zeros(0, np.int64)
-    src, dst, scale = _graph(x, params, index=index, ids=index_ids)
+    src, dst, dist, scale, near = _graph(x, params, index=index, ids=index_ids,
+                                         nn=CROWD_K if params.crowd_size else 0)
     active = np.ones(n, bool)
     if quality is not None and params.min_quality > 0:
         active = np.asarray(quality, np.float64) >= params.min_quality
         for a, b in must_link:  # a face a human placed is not passive
             active[int(a)] = active[int(b)] = True
-    roots = _engine(engine, n)(x, _weights(n, quality, params), src, dst, params, active=active,
-                             must_link=must_link, cannot_link=cannot_link, scale=scale)
-    return _renumber(refine.split_crowds(x, _renumber(roots), params, cluster, quality=quality, must_link=must_link))
+    eng = _engine(engine, n)
+    kw = {"edge_d": dist} if getattr(eng, "takes_edge_d", False) else {}
+    roots = eng(x, _weights(n, quality, params), src, dst, params, active=active, must_link=must_link,
+                cannot_link=cannot_link, scale=scale, **kw)
+    del src, dst, dist, scale
+    return _renumber(refine.split_crowds(x, _renumber(roots), params, cluster, quality=quality, must_link=must_link,
+                                         k=CROWD_K, neighbours=near))
 
 
 @dataclass
@@ -608,7 +655,7 @@ def cluster_incremental(
     np.add.at(Q, gi, (xo[sel].astype(np.float64) ** 2).sum(1))
     # graph among new faces + new -> touched people
     big = ann and new_ids is not None and n >= EXACT_BELOW
-    src_n, dst_n, _ = _graph(xn, params.with_(density=0.0), index if big else None, new_ids if big else None)
+    src_n, dst_n, _, _, _ = _graph(xn, params.with_(density=0.0), index if big else None, new_ids if big else None)
     m = (do < params.edge) & np.isin(old_labels[io], uniq)
     rows = np.repeat(np.arange(n), io.shape[1])[m.ravel()]
     ppl = n + np.searchsorted(uniq, old_labels[io].ravel()[m.ravel()])

@@ -20,11 +20,14 @@ def knn(
     *,
     exclude_self: bool = False,
     on_rows: Callable[[int], None] | None = None,
+    row_offset: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours (Euclidean) of each query row in ``base``: (indices, distances), [nq, k].
 
     ``exclude_self`` drops the i-th base row from the i-th query's answer (query is base);
     ``on_rows(n)`` is called after each block of n query rows (progress).
+    ``row_offset``: with ``exclude_self``, query row i is base row ``row_offset + i`` (a chunk of the rows,
+    searched by an engine's worker: :mod:`faceset.curate.knn_dist`).
     """
     xq = np.ascontiguousarray(query, dtype=np.float32)
     xb = np.ascontiguousarray(base, dtype=np.float32)
@@ -41,7 +44,7 @@ def knn(
         d2 = (qb * qb).sum(1)[:, None] + bn[None, :] - 2.0 * (qb @ xb.T)
         if exclude_self:
             r = np.arange(len(qb))
-            d2[r, s + r] = np.inf
+            d2[r, row_offset + s + r] = np.inf
         part = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < nb else np.tile(np.arange(nb), (len(qb), 1))
         pd = np.take_along_axis(d2, part, 1)
         order = np.argsort(pd, axis=1, kind="stable")

@@ -3,7 +3,9 @@
 An engine only maps ``fn`` over tasks and yields results as they finish, keeping at most
 ``inflight`` tasks outstanding so memory stays flat however long the stream is. The caller
 (the parent process) does all catalog writes. Like img2dataset's distributors: ``local``
-(process pool, default) and ``ray`` (a Ray cluster, or a local one).
+(process pool, default) and ``ray`` (a Ray cluster, or a local one). The Ray engine also takes ordered work
+(``put`` once, ``submit`` tasks, ``result`` in the caller's order): ingest, the people/dedup neighbour
+searches (:mod:`faceset.curate.knn_dist`) and export's payloads (:func:`faceset.export.core._payloads`).
 """
 
 from __future__ import annotations

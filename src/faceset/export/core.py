@@ -23,25 +23,24 @@ within that transaction; otherwise it retries once, then fails, publishing nothi
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
+from contextlib import contextmanager
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
+from typing import Iterator
 
 from ..catalog.schema import EXPORT_FORMATS, EXPORT_WHAT
+from ..catalog.selection import check_max_yaw
+from ..curate.splits import split_params
 from ..privacy import redact
-from ..privacy.blur import pixelate_faces
 from ..progress import bar
 from ..store import StoreError
 from ..workspace import Workspace
 from .datasheet import render_datasheet
-from .encode import clean, encode
+from .encode import payload, payloads
 from .result import BadExportRequest, ExportError, ExportNotFound, ExportReport
 from .select import Selection, select_items, split_order
 from .writers import FORMATS, make_writer
@@ -70,6 +69,10 @@ def export(
     include_low_quality: bool = False,
     seed: int = 0,
     progress: bool = True,
+    max_yaw: float | None = None,
+    engine: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> ExportReport:
     """Write the curated dataset to ``out`` in ``format`` and record it in ``exports``.
 
@@ -88,11 +91,14 @@ def export(
     salt = prev.params.get("salt") if prev else None
     params = dict(format=format, what=what, label=label, faces=faces, shard_size=int(shard_size), sample=int(sample),
                   blur_bystanders=blur_bystanders, include_unknown_consent=include_unknown_consent,
-                  include_low_quality=include_low_quality, seed=int(seed), salt=salt or secrets.token_hex(8))
-    return _build(ws, out, params, prev.id if prev else None, progress=progress)
+                  include_low_quality=include_low_quality, seed=int(seed), salt=salt or secrets.token_hex(8),
+                  max_yaw=check_max_yaw(max_yaw if max_yaw is not None else split_params(ws).get("max_yaw")))
+    with _engine(engine, workers, ray_address) as eng:
+        return _build(ws, out, params, prev.id if prev else None, progress=progress, engine=eng)
 
 
-def refresh(ws: Workspace, export_id: int | None = None, *, progress: bool = True) -> list[ExportReport]:
+def refresh(ws: Workspace, export_id: int | None = None, *, progress: bool = True, engine: str = "local",
+            workers: int | None = None, ray_address: str | None = None) -> list[ExportReport]:
     """Rebuild stale exports in place (or the one ``export_id``, stale or not) from their recorded params."""
     if export_id is not None:
         one = ws.catalog.exports.get(export_id)
@@ -102,18 +108,19 @@ def refresh(ws: Workspace, export_id: int | None = None, *, progress: bool = Tru
     else:
         rows = ws.catalog.exports.stale()
     reports, refused = [], []
-    for r in rows:
-        params = {**_DEFAULTS, **r.params}  # exports recorded by an older faceset lack new keys
-        # allow_empty: if erasure took every record, the old files must still go.
-        try:
-            rep = _build(ws, Path(r.path), params, r.id, progress=progress, allow_empty=True)
-        except NotOwned as e:
-            if export_id is not None:
-                raise
-            refused.append(f"#{r.id}: {e}")
-            continue
-        rep.refreshed = True
-        reports.append(rep)
+    with _engine(engine, workers, ray_address, needed=bool(rows)) as eng:
+        for r in rows:
+            params = {**_DEFAULTS, **r.params}  # exports recorded by an older faceset lack new keys
+            # allow_empty: if erasure took every record, the old files must still go.
+            try:
+                rep = _build(ws, Path(r.path), params, r.id, progress=progress, allow_empty=True, engine=eng)
+            except NotOwned as e:
+                if export_id is not None:
+                    raise
+                refused.append(f"#{r.id}: {e}")
+                continue
+            rep.refreshed = True
+            reports.append(rep)
     if refused:
         done = f"rebuilt {len(reports)} export(s); " if reports else ""
         raise NotOwned(f"{done}refused {len(refused)}: " + "; ".join(refused))
@@ -121,7 +128,8 @@ def refresh(ws: Workspace, export_id: int | None = None, *, progress: bool = Tru
 
 
 _DEFAULTS = dict(format="imagefolder", what="crops", label=None, faces="main", shard_size=1000, sample=500,
-                 blur_bystanders=False, include_unknown_consent=False, include_low_quality=False, seed=0)
+                 blur_bystanders=False, include_unknown_consent=False, include_low_quality=False, seed=0,
+                 max_yaw=None)
 
 
 class NotOwned(ExportError):
@@ -220,18 +228,86 @@ def _clear_leftovers(ws: Workspace, out: Path, wid: str) -> None:
             redact.shred_tree(left)
 
 
+@contextmanager
+def _engine(name: str, workers: int | None, ray_address: str | None, *, needed: bool = True) -> Iterator:
+    """None for ``local`` (payloads made in this process, as always) or when nothing is ``needed``; a started
+    (or joined) Ray otherwise, shut down after. Bad options are refused either way."""
+    from ..engines import ENGINES, get_engine
+
+    if name not in ENGINES:
+        raise BadExportRequest(f"--engine must be one of {', '.join(ENGINES)}, not {name!r}")
+    if ray_address and name != "ray":
+        raise BadExportRequest("--ray-address needs --engine ray")
+    if workers is not None and workers < 1:
+        raise BadExportRequest("--workers must be >= 1")
+    if name == "local" or not needed:
+        yield None
+        return
+    eng = get_engine(name, workers, ray_address)
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
+RAY_TASK_ITEMS, RAY_TASK_BYTES = 64, 8 << 20  # records / stored bytes per Ray task of an export
+
+
+def _payloads(ws: Workspace, items: list, engine) -> Iterator[tuple[bytes, str]]:
+    """The bytes to publish for each item, in item order. On an engine the driver reads the store and ships
+    the bytes (no shared filesystem), tasks clean / blur-and-re-encode them (:func:`encode.payloads`) with
+    2 tasks per worker in flight, and this generator hands them to the writer in order: the same bytes as
+    :func:`_payload` gives locally, so the files, shards and catalog rows are the same."""
+    if engine is None:
+        for it in items:
+            yield _payload(ws, it)
+        return
+    from ..engines import WorkerLost
+
+    window: deque = deque()
+
+    def take(handle, chunk, jobs):
+        try:
+            got = engine.result(handle)
+        except WorkerLost:  # its worker died (after the engine's retries): the same function, here
+            got = payloads(jobs)
+        for it, (data, ext) in zip(chunk, got):
+            if data is None:
+                raise _damaged(it.key, ext)
+            yield data, ext
+
+    def tasks():  # (items, their (bytes, blur boxes)) per task, read from the store as the window moves on
+        chunk, jobs, size = [], [], 0
+        for it in items:
+            data = ws.store.get(it.key)
+            chunk.append(it)
+            jobs.append((data, it.blur_boxes))
+            size += len(data)
+            if len(jobs) >= RAY_TASK_ITEMS or size >= RAY_TASK_BYTES:
+                yield chunk, jobs
+                chunk, jobs, size = [], [], 0
+        if jobs:
+            yield chunk, jobs
+
+    for chunk, jobs in tasks():
+        window.append((engine.submit(payloads, jobs), chunk, jobs))
+        if len(window) >= 2 * engine.workers:
+            yield from take(*window.popleft())
+    while window:
+        yield from take(*window.popleft())
+
+
+def _damaged(key: str, why: str) -> StoreError:
+    return StoreError(f"store object {key[:12]} is damaged ({why}): run `faceset verify`")
+
+
 def _payload(ws: Workspace, item) -> tuple[bytes, str]:
     """The bytes to publish; a stored object that no longer decodes is a workspace problem (exit 2)."""
     data = ws.store.get(item.key)
     try:
-        if item.blur_boxes:
-            with Image.open(io.BytesIO(data)) as im:
-                rgb = np.asarray(im.convert("RGB"))
-            return encode(pixelate_faces(rgb, item.blur_boxes))
-        return clean(data)
+        return payload(data, item.blur_boxes)
     except (OSError, ValueError, SyntaxError) as e:  # what Pillow raises for damaged bytes
-        raise StoreError(f"store object {item.key[:12]} is damaged ({type(e).__name__}): "
-                         "run `faceset verify`") from None
+        raise _damaged(item.key, type(e).__name__) from None
 
 
 def _before_commit(ws: Workspace, sel: Selection) -> None:
@@ -239,13 +315,14 @@ def _before_commit(ws: Workspace, sel: Selection) -> None:
 
 
 def _build(ws: Workspace, out: Path, params: dict, export_id: int | None, *, progress: bool,
-           allow_empty: bool = False) -> ExportReport:
+           allow_empty: bool = False, engine=None) -> ExportReport:
     wid = workspace_id(ws)
     _check_target(ws, out, export_id, wid)
     _clear_leftovers(ws, out, wid)
     for attempt in (1, 2):
         try:
-            return _attempt(ws, out, params, export_id, wid, progress=progress, allow_empty=allow_empty)
+            return _attempt(ws, out, params, export_id, wid, progress=progress, allow_empty=allow_empty,
+                            engine=engine)
         except _Changed as e:
             if attempt == 2:
                 raise ExportError(f"{e.n} records were erased or redacted while this export was written (twice in a "
@@ -254,12 +331,13 @@ def _build(ws: Workspace, out: Path, params: dict, export_id: int | None, *, pro
 
 
 def _attempt(ws: Workspace, out: Path, params: dict, export_id: int | None, wid: str, *, progress: bool,
-             allow_empty: bool) -> ExportReport:
+             allow_empty: bool, engine=None) -> ExportReport:
     t0 = time.perf_counter()
     sel: Selection = select_items(
         ws, what=params["what"], salt=params["salt"], label=params["label"], faces=params["faces"],
         include_unknown_consent=params["include_unknown_consent"],
         include_low_quality=params["include_low_quality"], blur_bystanders=params["blur_bystanders"],
+        max_yaw=params.get("max_yaw"),
     )
     if not sel.items and not allow_empty:
         why = ", ".join(f"{k} {v}" for k, v in sel.skipped.most_common()) or "the catalog has no faces"
@@ -277,8 +355,7 @@ def _attempt(ws: Workspace, out: Path, params: dict, export_id: int | None, wid:
                              sample=params["sample"], seed=params["seed"])
         rows = []
         with bar(f"export {params['format']}", len(sel.items), progress) as b:
-            for it in sel.items:
-                data, ext = _payload(ws, it)
+            for it, (data, ext) in zip(sel.items, _payloads(ws, sel.items, engine)):
                 rows.append(it.manifest_row(writer.add(it, data, ext)))
                 b.advance()
         writer.close()

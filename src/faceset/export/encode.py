@@ -70,3 +70,27 @@ def encode(rgb: np.ndarray, fmt: str = "JPEG") -> tuple[bytes, str]:
     else:
         im.save(buf, "JPEG", quality=95)
     return buf.getvalue(), _EXT[fmt]
+
+
+def payload(data: bytes, blur_boxes=()) -> tuple[bytes, str]:
+    """The bytes to publish for one stored object: its faces in ``blur_boxes`` pixelated and the pixels
+    re-encoded, else :func:`clean`. Damaged bytes raise what Pillow raises (OSError, ValueError, SyntaxError)."""
+    if blur_boxes:
+        from ..privacy.blur import pixelate_faces
+
+        with Image.open(io.BytesIO(data)) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        return encode(pixelate_faces(rgb, blur_boxes))
+    return clean(data)
+
+
+def payloads(jobs: list[tuple[bytes, list]]) -> list[tuple[bytes | None, str]]:
+    """One engine task of ``export --engine ray``: :func:`payload` of each (data, blur_boxes), in order;
+    (None, the error's type name) for damaged bytes, so the driver raises the same one-line error as locally."""
+    out: list[tuple[bytes | None, str]] = []
+    for data, boxes in jobs:
+        try:
+            out.append(payload(data, boxes))
+        except (OSError, ValueError, SyntaxError) as e:
+            out.append((None, type(e).__name__))
+    return out
