@@ -207,10 +207,11 @@ BUDGETS = (10, 25, 50, 100, 200)  # review faces per erased person (curate/match
 SHIPPED_BUDGET = 100
 
 
-def candidates(data, people, s: int, C):
+def candidates(data, people, s: int, C, cparams=None):
     """Workspace = the fold's people minus every selfie photo + utkface, clustered once at cluster.DEFAULT
-    (as people are clustered before a forget); per person (row block ``person``): (dist, rms, person evidence,
-    is_target) of every face within 0.8 of a selfie or of the selfies' cluster evidence; the peer's counts."""
+    (as people are clustered before a forget; ``cparams`` instead when given); per person (row block
+    ``person``): (dist, rms, person evidence, is_target) of every face within 0.8 of a selfie or of the selfies'
+    cluster evidence; the peer's counts."""
     from faceset.curate import match as M
     from faceset.curate.cluster import DEFAULT, cluster
 
@@ -224,7 +225,7 @@ def candidates(data, people, s: int, C):
     for f, who in SAME_PERSON.items():
         yu[yu == "utk:" + f] = who
     yw = np.concatenate([data["y_w"][m], yu])
-    lab = cluster(xw, quality=np.concatenate([data["q_w"][m], data["q_u"]]), params=DEFAULT)
+    lab = cluster(xw, quality=np.concatenate([data["q_w"][m], data["q_u"]]), params=cparams or DEFAULT)
     blocks, n_targets, peer = [], 0, [0, 0]
     for p in sorted(people):
         dist, rms, per = M.evidence(data["x_w"][plan[p][:s]], xw, lab)
@@ -282,18 +283,23 @@ def choose_forget(blocks, n_targets: int):
     return out
 
 
-def wild_cv(quick: bool = False, cache: Path | None = None) -> dict:
+def wild_cv(quick: bool = False, cache: Path | None = None, kind: str = "raw", cparams=None) -> dict:
     """Person-disjoint forget numbers on identities_wild + utkface (see the module doc): per number of selfies,
     the product's operating point and ones re-chosen on the other half (choose_forget, per review budget), on
-    each held-out half, pooled; the peer too."""
+    each held-out half, pooled; the peer too. ``kind``: the embedding representation (scan/embed.KINDS; selfies
+    and workspace alike; the peer always compares raw descriptors); ``cparams``: the clustering (default
+    cluster.DEFAULT)."""
     sys.path.insert(0, str(ROOT / "bench"))
     import identity_cv as C
+    from faceset.curate.cluster import DEFAULT
     from faceset.curate.match import params_for
 
-    data = C.load_product(cache, quick=quick)
+    data = C.load_product(cache, quick=quick, kind=kind)
     halves = C.folds(data["y_w"], data["g_w"])
+    cp = cparams or DEFAULT
     out = {"lfw_faces": int(len(data["x_w"])), "lfw_people": int(len(set(data["y_w"]))),
-           "distractors": int(len(data["x_u"])), "per_selfies": {}}
+           "distractors": int(len(data["x_u"])), "kind": kind,
+           "cluster": {"threshold": cp.threshold, "crowd_radius": cp.crowd_radius}, "per_selfies": {}}
     for s in (1, 2, 3):
         acc: dict = {}
         peer = [0, 0, 0]
@@ -301,8 +307,8 @@ def wild_cv(quick: bool = False, cache: Path | None = None) -> dict:
         n_people = 0
         for f in (0, 1):
             train, test = halves[f], halves[1 - f]
-            Bte, nte, pe = candidates(data, test, s, C)
-            Btr, ntr, _ = candidates(data, train, s, C)
+            Bte, nte, pe = candidates(data, test, s, C, cp)
+            Btr, ntr, _ = candidates(data, train, s, C, cp)
             per_budget = choose_forget(Btr, ntr)
             chosen.append({n: mp.__dict__ for n, mp in per_budget.items()})
             sc = {"product": score_blocks(Bte, nte, params_for(s)),
@@ -367,6 +373,10 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--keep", type=Path, default=None,
                     help="build the workspace here and keep it (reused if it is already there)")
+    ap.add_argument("--kind", default="raw", help="with --stem: embedding kind (scan/embed.KINDS)")
+    ap.add_argument("--cluster-threshold", type=float, default=None, help="with --stem: clustering threshold")
+    ap.add_argument("--crowd-radius", type=float, default=None, help="with --stem: crowd split radius")
+    ap.add_argument("--stem", default=None, help="only the identities_wild CV, written to bench/results/STEM.*")
     a = ap.parse_args()
     if a.quick:
         a.distractors = min(a.distractors, 100)
@@ -374,6 +384,19 @@ def main() -> int:
 
     from faceset.privacy.forget import DEFAULT_CLUSTER_RADIUS, DEFAULT_THRESHOLD
 
+    if a.stem:  # another representation / clustering, measured the same way, written on its own
+        from faceset.curate.cluster import DEFAULT
+
+        cp = DEFAULT.with_(threshold=a.cluster_threshold or DEFAULT.threshold,
+                           crowd_radius=a.crowd_radius or DEFAULT.crowd_radius)
+        w = wild_cv(a.quick, a.wild_cache, a.kind, cp)
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / f"{a.stem}.json").write_text(json.dumps({"identities_wild": w}, indent=2) + "\n")
+        L = ["# forget-by-selfie, identities_wild CV (`python bench/forget.py --stem ...`)", "",
+             f"Embedding kind `{a.kind}`; clustering threshold {cp.threshold}, crowd radius {cp.crowd_radius}."]
+        (a.out / f"{a.stem}.md").write_text("\n".join(L + _wild_md(w)) + "\n")
+        print("\n".join(L + _wild_md(w)))
+        return 0
     if a.wild_only:
         old = json.loads((a.out / "forget.json").read_text())
         old["identities_wild"] = wild_cv(a.quick, a.wild_cache)

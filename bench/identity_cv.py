@@ -42,7 +42,12 @@ PEER_THRESHOLD = 0.6
 
 
 # ---------------------------------------------------------------- data
-def load(cache: Path, tta: bool) -> dict:
+def load(cache: Path, tta: bool = False, kind: str | None = None) -> dict:
+    """``kind``: scan/embed.KINDS (``tta`` = True stands for "flip_mean"); ``raw_*``: the raw descriptors
+    (what the peer, face_recognition, compares)."""
+    from faceset.scan.embed import represent
+
+    kind = kind or ("flip_mean" if tta else "raw")
     w = D.load("identities_wild", cache)
     u = D.load_partial("utkface", cache)
     dup = {}
@@ -54,19 +59,19 @@ def load(cache: Path, tta: bool) -> dict:
     uid = np.array([dup.get(f, i) for f, i in zip(u["files"], u["identity"])])
 
     def vec(d):
-        return ((d["emb"] + d["emb_flip"]) / 2).astype(np.float32) if tta else d["emb"]
+        return d["emb"] if kind == "raw" else represent(d["emb"], d["emb_flip"], kind)
 
     return {"x_w": vec(w), "raw_w": w["emb"], "y_w": w["identity"], "g_w": w["gender"], "img_w": w["files"],
             "q_w": w["quality"],
             "x_u": vec(u), "raw_u": u["emb"], "y_u": uid, "q_u": u["quality"],
-            "utk_photos": int(u.get("photos_done", u["n_images"])), "utk_total": int(u["n_images"])}
+            "utk_photos": int(u.get("photos_done", u["n_images"])), "utk_total": int(u["n_images"]), "kind": kind}
 
 
-
-def load_product(cache: Path | None = None, *, quick: bool = False) -> dict:
-    """What the product stores (raw embeddings, no TTA); ``quick``: a seeded 1,500-face distractor sample.
-    bench/people.py and bench/forget.py read the same data through this."""
-    data = load(cache or D.DEFAULT_CACHE, tta=False)
+def load_product(cache: Path | None = None, *, quick: bool = False, kind: str = "raw") -> dict:
+    """What the product stores (``kind`` "raw": the plain descriptor; another scan/embed.KINDS to measure a
+    representation the same way); ``quick``: a seeded 1,500-face distractor sample.
+    bench/people.py, bench/forget.py and bench/review.py read the same data through this."""
+    data = load(cache or D.DEFAULT_CACHE, kind=kind)
     if quick:
         keep = np.random.default_rng(0).permutation(len(data["x_u"]))[:1500]
         for k in ("x_u", "raw_u", "y_u", "q_u"):

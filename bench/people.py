@@ -278,22 +278,53 @@ def _choose(rows: list) -> dict:
     return min(near, key=lambda r: (r["train"]["largest_distractor_only"], -r["train"]["pairwise_f"]))
 
 
-def people_cv(quick: bool = False, cache: Path | None = None) -> dict:
-    """Person-disjoint CV of the clustering variants (module doc); writes bench/results/people_cv.{json,md}."""
+def people_cv(quick: bool = False, cache: Path | None = None, *, kinds=("raw",), families=None, radii=None,
+              ts=None, sizes=None, fracs=None, peers: bool = True, stem: str | None = None) -> dict:
+    """Person-disjoint CV of the clustering variants (module doc); writes bench/results/people_cv.{json,md}.
+
+    ``kinds``: embedding representations (scan/embed.KINDS) compared in the same run on the same folds (each
+    family's name gets the kind as a prefix when more than one); ``families``: names to run (default all);
+    ``radii`` / ``sizes`` / ``fracs``: crowd_radius / crowd_size / crowd_frac grids of the crowd split (default
+    the shipped radius and CV_SIZES x CV_FRACS); ``ts``: threshold grid."""
     import identity_cv as C
-    from faceset.curate import refine
-    from faceset.curate.cluster import DEFAULT, cluster
+    from faceset.curate.cluster import DEFAULT
 
     t_start = time.perf_counter()
-    data = C.load_product(cache, quick=quick)
+    ts = ts or ((0.56, 0.58, 0.60) if quick else CV_T)
+    radii = radii or (DEFAULT.crowd_radius,)
+    sizes = sizes or (CV_SIZES[1:] if quick else CV_SIZES)
+    fracs = fracs or CV_FRACS
+    plain = DEFAULT.with_(crowd_size=0)  # DEFAULT has the crowd split on: the other families run without it
+    fams0 = {"threshold only (density 0.5)": [plain.with_(threshold=t) for t in ts],
+             "density 1.0": [plain.with_(threshold=t, density=1.0) for t in ts],
+             "density 1.5": [plain.with_(threshold=t, density=1.5) for t in ts],
+             "crowd split": [DEFAULT.with_(threshold=t, crowd_size=s, crowd_frac=f, crowd_radius=r) for t in ts
+                             for s in sizes for f in fracs for r in radii]}
+    if families:
+        fams0 = {k: v for k, v in fams0.items() if k in families}
+    out = {"data": {}, "selection": " ".join(_choose.__doc__.split()), "families": {}, "peers": {}}
+    for kind in kinds:
+        data = C.load_product(cache, quick=quick, kind=kind)
+        prefix = f"{kind}: " if len(kinds) > 1 else ""
+        _people_cv_kind(out, data, {prefix + k: v for k, v in fams0.items()}, quick, first=peers and kind == kinds[0])
+    out["data"]["kinds"] = list(kinds)
+    out["seconds"] = round(time.perf_counter() - t_start, 1)
+    OUT.mkdir(parents=True, exist_ok=True)
+    stem = stem or ("people_cv_quick" if quick else "people_cv")
+    (OUT / f"{stem}.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+    (OUT / f"{stem}.md").write_text(_cv_md(out))
+    print(_cv_md(out))
+    return out
+
+
+def _people_cv_kind(out: dict, data: dict, fams: dict, quick: bool, first: bool) -> None:
+    """One representation's rows of people_cv (families, then the peers on the raw descriptors, once)."""
+    import identity_cv as C
+    from faceset.curate import refine
+    from faceset.curate.cluster import cluster
+
     halves = C.folds(data["y_w"], data["g_w"])
     sides = [C.subset(data, h) for h in halves]
-    ts = (0.56, 0.58, 0.60) if quick else CV_T
-    fams = {"threshold only (density 0.5)": [DEFAULT.with_(threshold=t) for t in ts],
-            "density 1.0": [DEFAULT.with_(threshold=t, density=1.0) for t in ts],
-            "density 1.5": [DEFAULT.with_(threshold=t, density=1.5) for t in ts],
-            "crowd split": [DEFAULT.with_(threshold=t, crowd_size=s, crowd_frac=f) for t in ts
-                            for s in (CV_SIZES[1:] if quick else CV_SIZES) for f in CV_FRACS]}
     cache_lab: dict = {}
     secs: dict = {}
 
@@ -312,9 +343,8 @@ def people_cv(quick: bool = False, cache: Path | None = None) -> dict:
                 secs[key] = secs[(side, base)] + time.perf_counter() - t0
         return cache_lab[key]
 
-    out = {"data": {"lfw_faces": int(len(data["x_w"])), "lfw_people": int(len(set(data["y_w"]))),
-                    "distractors": int(len(data["x_u"])), "quick": quick},
-           "selection": " ".join(_choose.__doc__.split()), "families": {}, "peers": {}}
+    out["data"].update({"lfw_faces": int(len(data["x_w"])), "lfw_people": int(len(set(data["y_w"]))),
+                        "distractors": int(len(data["x_u"])), "quick": quick})
     for name, grid in fams.items():
         fam = {"folds": [], "utk_alone": [], "big_people": []}
         for f in (0, 1):
@@ -350,7 +380,7 @@ def people_cv(quick: bool = False, cache: Path | None = None) -> dict:
                               "big_min_share": min(k["share_in_largest"] for k in kept)}), file=sys.stderr, flush=True)
         out["families"][name] = fam
     for name, fn in (("peer dlib CW 0.6", C.peer_cw), ("previous faceset CW 0.57", C.faceset_cw)):
-        if quick and name.startswith("peer"):
+        if (quick and name.startswith("peer")) or not first:
             continue
         pr = {"folds": []}
         for f in (0, 1):
@@ -361,13 +391,6 @@ def people_cv(quick: bool = False, cache: Path | None = None) -> dict:
         pr["utk_alone"] = [C.size_report(fn(data["raw_u"]))]
         out["peers"][name] = pr
         print(json.dumps({"peer": name, "folds": [fo["test"] for fo in pr["folds"]]}), file=sys.stderr, flush=True)
-    out["seconds"] = round(time.perf_counter() - t_start, 1)
-    OUT.mkdir(parents=True, exist_ok=True)
-    stem = "people_cv_quick" if quick else "people_cv"
-    (OUT / f"{stem}.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
-    (OUT / f"{stem}.md").write_text(_cv_md(out))
-    print(_cv_md(out))
-    return out
 
 
 def _pdict(p) -> dict:
@@ -425,9 +448,21 @@ def main() -> None:
     ap.add_argument("--no-wild", action="store_true", help="skip the identities_wild CV")
     ap.add_argument("--cv", action="store_true", help="only the person-disjoint CV of the clustering variants "
                     "(bench/results/people_cv.*; with --quick: 1,500 distractors, people_cv_quick.*)")
+    ap.add_argument("--kinds", default="raw", help="--cv: comma list of embedding kinds (scan/embed.KINDS), "
+                    "compared in one run, e.g. raw,flip_mean,unit,flip_unit")
+    ap.add_argument("--families", default=None, help="--cv: ';'-separated family names (default all)")
+    ap.add_argument("--radii", default=None, help="--cv: crowd_radius grid, e.g. 0.42,0.44,0.46,0.48,0.50")
+    ap.add_argument("--thresholds", default=None, help="--cv: threshold grid (default 0.54-0.62)")
+    ap.add_argument("--crowd-sizes", default=None, help="--cv: crowd_size grid (default 5,10,20)")
+    ap.add_argument("--crowd-fracs", default=None, help="--cv: crowd_frac grid (default 0.2,0.3)")
+    ap.add_argument("--no-peers", action="store_true", help="--cv: skip the peers (they use raw descriptors)")
+    ap.add_argument("--stem", default=None, help="--cv: output name in bench/results (default people_cv)")
     a = ap.parse_args()
     if a.cv:
-        people_cv(a.quick, a.wild_cache)
+        fl = lambda v, f=float: tuple(f(x) for x in v.split(",")) if v else None  # noqa: E731
+        people_cv(a.quick, a.wild_cache, kinds=tuple(a.kinds.split(",")),
+                  families=a.families.split(";") if a.families else None, radii=fl(a.radii), ts=fl(a.thresholds),
+                  sizes=fl(a.crowd_sizes, int), fracs=fl(a.crowd_fracs), peers=not a.no_peers, stem=a.stem)
         return
     if a.quick:
         a.sizes = "10000"

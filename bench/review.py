@@ -73,9 +73,9 @@ def naive(x, lab, limit, answers, graph, params=DEFAULT):
     return qs[:limit]
 
 
-def curve(x, y, q, is_lfw, rp, *, step_per_1000=2.0, per_k=PER_K, ranking="gain") -> list:
+def curve(x, y, q, is_lfw, rp, *, step_per_1000=2.0, per_k=PER_K, ranking="gain", cp=DEFAULT) -> list:
     n = len(x)
-    lab = cluster(x, quality=q, params=DEFAULT)
+    lab = cluster(x, quality=q, params=cp)
     ans = R.Answers()
     graph = R.neighbours(x)
     out, asked, yes = [], 0, 0
@@ -84,8 +84,8 @@ def curve(x, y, q, is_lfw, rp, *, step_per_1000=2.0, per_k=PER_K, ranking="gain"
         goal = int(round(k * n / 1000))
         while asked < goal:
             step = min(goal - asked, max(1, int(round(step_per_1000 * n / 1000))))
-            qs = (R.questions(x, lab, limit=step, params=DEFAULT, review=rp, answers=ans, graph=graph)
-                  if ranking == "gain" else naive(x, lab, step, ans, graph))
+            qs = (R.questions(x, lab, limit=step, params=cp, review=rp, answers=ans, graph=graph)
+                  if ranking == "gain" else naive(x, lab, step, ans, graph, cp))
             if not qs:
                 break
             for qq in qs:
@@ -107,26 +107,32 @@ def main(argv=None) -> dict:
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="1,500 distractors, one fold, 0/10/50 only")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--kind", default="raw", help="embedding kind (scan/embed.KINDS)")
+    ap.add_argument("--cluster-threshold", type=float, default=None, help="clustering threshold (default DEFAULT's)")
+    ap.add_argument("--crowd-radius", type=float, default=None, help="crowd split radius (default DEFAULT's)")
+    ap.add_argument("--stem", default=None, help="output name in bench/results (default review[_quick])")
     a = ap.parse_args(argv)
     t0 = time.time()
-    data = C.load_product(a.cache, quick=a.quick)
+    cp = DEFAULT.with_(threshold=a.cluster_threshold or DEFAULT.threshold,
+                       crowd_radius=a.crowd_radius or DEFAULT.crowd_radius)
+    data = C.load_product(a.cache, quick=a.quick, kind=a.kind)
     halves = C.folds(data["y_w"], data["g_w"])
     per_k = (0, 10, 50) if a.quick else PER_K
     res = {"what": "assisted review, simulated curator, person-disjoint halves of identities_wild + utkface",
-           "cluster_params": asdict(DEFAULT), "shipped": asdict(R.REVIEW_DEFAULT), "folds": []}
+           "kind": a.kind, "cluster_params": asdict(cp), "shipped": asdict(R.REVIEW_DEFAULT), "folds": []}
     for f in ((0,) if a.quick else (0, 1)):
         train, test = halves[f], halves[1 - f]
         xtr, _, ytr, qtr, _ = C.subset(data, train)
-        rp = fit(xtr, ytr, cluster(xtr, quality=qtr, params=DEFAULT))
+        rp = fit(xtr, ytr, cluster(xtr, quality=qtr, params=cp), cp)
         x, _, y, q, is_lfw = C.subset(data, test)
         fold = {"train_people": len(train), "test_people": len(test), "faces": int(len(x)),
                 "lfw_faces": int(is_lfw.sum()), "fitted": asdict(rp)}
-        fold["fitted_on_train"] = curve(x, y, q, is_lfw, rp, per_k=per_k)
-        fold["naive_closest_first"] = curve(x, y, q, is_lfw, rp, per_k=per_k, ranking="naive")
+        fold["fitted_on_train"] = curve(x, y, q, is_lfw, rp, per_k=per_k, cp=cp)
+        fold["naive_closest_first"] = curve(x, y, q, is_lfw, rp, per_k=per_k, ranking="naive", cp=cp)
         res["folds"].append(fold)
     res["seconds"] = round(time.time() - t0, 1)
     a.out.mkdir(parents=True, exist_ok=True)
-    name = "review_quick" if a.quick else "review"
+    name = a.stem or ("review_quick" if a.quick else "review")
     (a.out / f"{name}.json").write_text(json.dumps(res, indent=1))
     (a.out / f"{name}.md").write_text(render(res))
     print(render(res))
