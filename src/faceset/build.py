@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .catalog.schema import EXPORT_FORMATS, EXPORT_WHAT
-from .engines import ENGINES
+from .engines import check_options
 from .errors import UsageError
 from .workspace import Workspace, open_workspace
 
@@ -87,12 +87,10 @@ def build(
     from .scan import scan
 
     # Refuse a bad request (bad option, no licence/consent, missing SRC, bad label spec) before creating anything.
-    for opt, value, allowed in (("--format", format, EXPORT_FORMATS), ("--what", what, EXPORT_WHAT),
-                                ("--engine", engine, ENGINES)):
+    for opt, value, allowed in (("--format", format, EXPORT_FORMATS), ("--what", what, EXPORT_WHAT)):
         if value not in allowed:
             raise UsageError(f"{opt} {value!r}: choose one of {', '.join(allowed)}")
-    if ray_address and engine != "ray":
-        raise UsageError("--ray-address needs --engine ray")
+    check_options(engine, None, ray_address, error=UsageError)
     check_request(list(sources), license=license, consent=consent, labels=labels, label_map=label_map)
     out = Path(out).expanduser().resolve()
     ws_path = Path(workspace).expanduser().resolve() if workspace else out / "workspace"

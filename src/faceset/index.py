@@ -193,17 +193,9 @@ class VectorIndex:
         """Write the live rows (and a current HNSW) to ``path``: temp + fsync + rename, old bytes overwritten."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"format": FORMAT, "dim": self.dim, "kind": self.kind, "exact_below": self.exact_below,
-                "ef_search": self.ef_search, "m": self.m, "ef_construction": self.ef_construction,
-                "rows": len(self.ids)}
-        arrays = {"ids": self.ids, "vectors": self.vectors, "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
-        if self._hnsw is not None:
-            import faiss
-
-            arrays["hnsw"] = faiss.serialize_index(self._hnsw)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            self._write(f)
             f.flush()
             os.fsync(f.fileno())
         if shred and path.exists():
@@ -217,29 +209,28 @@ class VectorIndex:
         path = Path(path)
         try:
             with open(path, "rb") as f:
-                z = np.load(io.BytesIO(f.read()), allow_pickle=False)
-                meta = json.loads(bytes(z["meta"]).decode())
-                if meta.get("format") != FORMAT:
-                    raise ValueError(f"unknown format {meta.get('format')!r}")
-                ix = cls(meta["dim"], exact_below=meta["exact_below"], kind=meta["kind"], ef_search=meta["ef_search"],
-                         m=meta.get("m", HNSW_M), ef_construction=meta.get("ef_construction", EF_CONSTRUCTION))
-                ix.ids = z["ids"].astype(np.int64)
-                ix.vectors = np.ascontiguousarray(z["vectors"], np.float32)
-                if "hnsw" in z.files and ann_available():
-                    import faiss
-
-                    h = faiss.deserialize_index(z["hnsw"])
-                    if h.ntotal == len(ix.ids):
-                        ix._hnsw = h
-                ix.changed = False
+                return cls._read(f.read())
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError) as e:  # faiss: RuntimeError
             raise WorkspaceError(f"vector index {path} is unreadable ({e}); rebuild it") from e
-        return ix
 
     # -- shipping (an engine's workers get the index once, as bytes: curate/knn_dist.py) --
     def dumps(self) -> bytes:
         """The index as bytes, the layout :meth:`save` writes (live rows, a current HNSW serialised as is), so
         :meth:`loads` on another machine gives the same rows, the same graph and so the same answers."""
+        buf = io.BytesIO()
+        self._write(buf)
+        return buf.getvalue()
+
+    @classmethod
+    def loads(cls, data: bytes) -> "VectorIndex":
+        """The index :meth:`dumps` gave; ValueError on bytes that are not one."""
+        try:
+            return cls._read(data)
+        except (OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"not a vector index ({e})") from e
+
+    def _write(self, f) -> None:
+        """The one on-disk / on-wire layout: an npz of ids, vectors, meta (json) and the serialised HNSW."""
         meta = {"format": FORMAT, "dim": self.dim, "kind": self.kind, "exact_below": self.exact_below,
                 "ef_search": self.ef_search, "m": self.m, "ef_construction": self.ef_construction,
                 "rows": len(self.ids)}
@@ -248,31 +239,27 @@ class VectorIndex:
             import faiss
 
             arrays["hnsw"] = faiss.serialize_index(self._hnsw)
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        return buf.getvalue()
+        np.savez(f, **arrays)
 
     @classmethod
-    def loads(cls, data: bytes) -> "VectorIndex":
-        """The index :meth:`dumps` gave; ValueError on bytes that are not one."""
-        try:
-            z = np.load(io.BytesIO(data), allow_pickle=False)
-            meta = json.loads(bytes(z["meta"]).decode())
-        except (OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"not a vector index ({e})") from e
+    def _read(cls, data: bytes) -> "VectorIndex":
+        """Inverse of :meth:`_write`. An HNSW that does not match the rows (or no faiss) is dropped: rebuilt on use."""
+        z = np.load(io.BytesIO(data), allow_pickle=False)
+        meta = json.loads(bytes(z["meta"]).decode())
         if meta.get("format") != FORMAT:
             raise ValueError(f"unknown format {meta.get('format')!r}")
         ix = cls(meta["dim"], exact_below=meta["exact_below"], kind=meta["kind"], ef_search=meta["ef_search"],
-                 m=meta["m"], ef_construction=meta["ef_construction"])
+                 m=meta.get("m", HNSW_M), ef_construction=meta.get("ef_construction", EF_CONSTRUCTION))
         ix.ids = z["ids"].astype(np.int64)
         ix.vectors = np.ascontiguousarray(z["vectors"], np.float32)
-        if "hnsw" in z.files:
+        if "hnsw" in z.files and ann_available():
             import faiss
 
-            ix._hnsw = faiss.deserialize_index(z["hnsw"])
+            h = faiss.deserialize_index(z["hnsw"])
+            if h.ntotal == len(ix.ids):
+                ix._hnsw = h
         ix.changed = False
         return ix
-
 
 def knn_graph(x: np.ndarray, k: int, *, index: VectorIndex | None = None,
               ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -175,15 +175,10 @@ def on_engine(name: str = "local", workers: int | None = None, ray_address: str 
     """What ``--engine/--workers/--ray-address`` mean for curate commands: ``local`` searches in this process
     (as always), ``ray`` starts (or, with an address, joins) a Ray cluster for the ``with`` block and routes the
     neighbour searches to it (:func:`distributed`). UsageError on an unknown engine or a lone address."""
-    from ..engines import ENGINES, get_engine
+    from ..engines import check_options, get_engine
     from ..errors import UsageError
 
-    if name not in ENGINES:
-        raise UsageError(f"unknown --engine {name!r}: choose one of {', '.join(ENGINES)}")
-    if ray_address and name != "ray":
-        raise UsageError("--ray-address needs --engine ray")
-    if workers is not None and workers < 1:
-        raise UsageError("--workers must be >= 1")
+    check_options(name, workers, ray_address, error=UsageError)
     if name == "local":
         yield
         return

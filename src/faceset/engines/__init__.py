@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 from .errors import WorkerLost
 
 ENGINES = ("local", "ray")
-__all__ = ["ENGINES", "Engine", "WorkerLost", "default_workers", "get_engine"]
+__all__ = ["ENGINES", "Engine", "WorkerLost", "check_options", "default_workers", "get_engine"]
 
 
 class Engine(Protocol):
@@ -29,6 +29,18 @@ class Engine(Protocol):
 
     # tasks may carry a path (shared filesystem) or bytes (remote workers)
     wants_bytes: bool
+
+
+def check_options(name: str, workers: int | None = None, ray_address: str | None = None, *,
+                  error: type[Exception] = ValueError) -> None:
+    """The one check of ``--engine/--workers/--ray-address`` every stage makes before any work; raises
+    ``error`` (the stage's own user-error class) with a one-line reason."""
+    if name not in ENGINES:
+        raise error(f"unknown --engine {name!r}: choose one of {', '.join(ENGINES)}")
+    if ray_address and name != "ray":
+        raise error("--ray-address needs --engine ray")
+    if workers is not None and workers < 1:
+        raise error("--workers must be >= 1")
 
 
 def default_workers() -> int:

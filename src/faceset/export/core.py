@@ -232,14 +232,9 @@ def _clear_leftovers(ws: Workspace, out: Path, wid: str) -> None:
 def _engine(name: str, workers: int | None, ray_address: str | None, *, needed: bool = True) -> Iterator:
     """None for ``local`` (payloads made in this process, as always) or when nothing is ``needed``; a started
     (or joined) Ray otherwise, shut down after. Bad options are refused either way."""
-    from ..engines import ENGINES, get_engine
+    from ..engines import check_options, get_engine
 
-    if name not in ENGINES:
-        raise BadExportRequest(f"--engine must be one of {', '.join(ENGINES)}, not {name!r}")
-    if ray_address and name != "ray":
-        raise BadExportRequest("--ray-address needs --engine ray")
-    if workers is not None and workers < 1:
-        raise BadExportRequest("--workers must be >= 1")
+    check_options(name, workers, ray_address, error=BadExportRequest)
     if name == "local" or not needed:
         yield None
         return

@@ -446,12 +446,9 @@ class _Decoder:
 
 # -- engine="ray" ----------------------------------------------------------------
 def _check_engine(engine: str, ray_address: str | None) -> None:
-    from ..engines import ENGINES
+    from ..engines import check_options
 
-    if engine not in ENGINES:
-        raise IngestError(f"unknown --engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    if ray_address and engine != "ray":
-        raise IngestError("--ray-address needs --engine ray")
+    check_options(engine, None, ray_address, error=IngestError)
 
 
 class _CaptureStore:
