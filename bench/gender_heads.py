@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "src"))
 
+from faceset.train.calibrate import EarlyStopping  # noqa: E402
+
 OUT = ROOT / "bench" / "out"
 RESULTS = ROOT / "bench" / "results"
 FEATS = OUT / "gender_heads_features.npz"
@@ -114,7 +116,7 @@ def head_fit(Xtr, ytr, wtr, Xva, yva, *, seed=0, hidden=256, wd=1e-3, dropout=0.
     wt = torch.from_numpy(np.repeat(wtr, v).astype(np.float32))
     xv, yv = torch.from_numpy(Xva.astype(np.float32)), torch.from_numpy(yva)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=wd)
-    best, state, bad = float("inf"), None, 0
+    stop = EarlyStopping(patience)
     for _ in range(max_epochs):
         head.train()
         perm = torch.randperm(len(xt), generator=g)
@@ -141,14 +143,9 @@ def head_fit(Xtr, ytr, wtr, Xva, yva, *, seed=0, hidden=256, wd=1e-3, dropout=0.
             n = len(xv)
             p = torch.softmax(head(xv.reshape(n * v, d)), 1).reshape(n, v, -1).mean(1)
             vloss = float(F.nll_loss(torch.log(p.clamp_min(1e-8)), yv))
-        if vloss < best - 1e-4:
-            best, bad = vloss, 0
-            state = {k: t.clone() for k, t in head.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    head.load_state_dict(state)
+        if stop.step(vloss, head):
+            break
+    stop.restore(head)
     return head.eval()
 
 
