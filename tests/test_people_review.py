@@ -74,11 +74,12 @@ def test_not_a_person_faces_never_get_a_person(cws):
 def test_review_questions_are_ranked_and_answers_become_decisions(cws):
     qs = review_questions(cws, 5)
     assert 0 < len(qs) <= 5
-    for queue in ([q for q in qs if q.kind != "split"], [q for q in qs if q.kind == "split"]):  # asked in turn
+    for kinds in (("move", "merge"), ("split",), ("cluster",)):  # queues asked in turn, each by gain
+        queue = [q for q in qs if q.kind in kinds]
         assert [q.gain for q in queue] == sorted((q.gain for q in queue), reverse=True)
     for q in qs:
-        assert q.face_a != q.face_b and q.kind in ("move", "merge", "split")
-        assert (q.person_a == q.person_b) == (q.kind == "split")
+        assert q.face_a != q.face_b and q.kind in ("move", "merge", "split", "cluster")
+        assert (q.person_a == q.person_b) == (q.kind in ("split", "cluster"))
         assert _person(cws, q.face_a) == q.person_a and _person(cws, q.face_b) == q.person_b
     merge = next((q for q in qs if q.kind == "merge"), None)
     if merge is not None:

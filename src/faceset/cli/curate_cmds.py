@@ -106,8 +106,8 @@ def people_review(
     ask: bool = typer.Option(True, "--ask/--no-ask",
                              help="Ask each question on the terminal (only when stdin is a terminal)."),
 ):
-    """Answer yes/no "same person?" questions ranked by how much each answer improves the clustering; answers
-    become must-link / cannot-link decisions every later `faceset people` keeps."""
+    """Answer yes/no "same person?" (and "is this person one person?") questions ranked by how much each answer
+    improves the clustering; answers become must-link / cannot-link decisions every later `faceset people` keeps."""
     import sys
     import time
 
@@ -130,8 +130,9 @@ def people_review(
         if sheet_path:
             console.print(f"faces side by side: {sheet_path}")
         for k, q in enumerate(qs):
-            got = typer.prompt(f"{k + 1}: faces {q.face_a} and {q.face_b} the same person? [y/n/s=skip/q=quit]",
-                               default="s").strip().lower()
+            ask_ = (f"person {q.person_a} (faces {', '.join(map(str, q.faces))}) one person?" if q.kind == "cluster"
+                    else f"faces {q.face_a} and {q.face_b} the same person?")
+            got = typer.prompt(f"{k + 1}: {ask_} [y/n/s=skip/q=quit]", default="s").strip().lower()
             if got.startswith("q"):
                 break
             if got[:1] in ("y", "n"):

@@ -329,8 +329,10 @@ class ReviewQuestion:
     image_a: int
     image_b: int
     kind: str  # move (face a may be b's person) | merge (two people that may be one) | split (a off its person)
+    #            | cluster (is person a, shown as ``faces``, one person? a and b: its central and farthest face)
     gain: float  # expected face pairs fixed by the answer
-    linkage: float  # RMS distance between the two sides
+    linkage: float  # RMS distance between the two sides (cluster: RMS pairwise distance inside)
+    faces: list = field(default_factory=list)  # cluster: the person's faces (at most CLUSTER_SHEET), central first
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -367,8 +369,17 @@ def review_questions(ws: Workspace, limit: int = 10, *, params: Params | None = 
             continue  # one person appears once per photo: these two cannot be one
         if q.kind == "move" and images[a] in photos.get(pb, set()):
             continue  # b's person is already in a's photo
-        out.append(ReviewQuestion(a, b, pa, pb, images[a], images[b], q.kind, round(q.gain, 3), round(q.linkage, 4)))
+        members = []
+        if q.kind == "cluster":
+            mem = np.flatnonzero(pids == pids[q.a])
+            mem = mem[np.argsort(((emb[mem] - emb[mem].mean(0)) ** 2).sum(1), kind="stable")]
+            members = [int(fids[i]) for i in mem[:CLUSTER_SHEET]]
+        out.append(ReviewQuestion(a, b, pa, pb, images[a], images[b], q.kind, round(q.gain, 3), round(q.linkage, 4),
+                                  members))
     return out[:limit]
+
+
+CLUSTER_SHEET = 16  # faces of a person shown for a cluster question
 
 
 def answer(ws: Workspace, a: int, b: int, same: bool, kind: str | None = None):
@@ -376,7 +387,10 @@ def answer(ws: Workspace, a: int, b: int, same: bool, kind: str | None = None):
     same -> for a ``move`` question face ``a`` moves to ``b``'s person, for a ``merge`` their people merge
     (a must-link alone when they already share a person); not the same -> face ``a`` is split off its person
     when they share one (cannot-link), else a cannot-link between the two faces keeps them apart in every
-    later run. ``kind`` None: the kind of the question currently asked about (a, b) (``merge`` if none is).
+    later run. A ``cluster`` question ("is this person one person?", a and b its central and farthest face):
+    yes pins it (a must-link from a to each of its faces), no splits it into :func:`review.split_pieces`
+    (each piece but the largest becomes a new person). ``kind`` None: the kind of the question currently
+    asked about (a, b) (``merge``, or ``split`` for two faces of one person, if none is).
     Returns the verb's ``DecisionReport``."""
     from . import decisions as D
 
@@ -393,6 +407,12 @@ def answer(ws: Workspace, a: int, b: int, same: bool, kind: str | None = None):
     pa, pb = person_of[a], person_of[b]
     if pa is None or pb is None:
         raise UsageError("both faces need a person (run `faceset people` first; not-a-person faces have none)")
+    if kind is None and pa == pb:
+        kind = next((q.kind for q in review_questions(ws, 100) if (q.face_a, q.face_b) == (a, b)), "split")
+    if kind == "cluster":
+        if pa != pb:
+            raise UsageError("a cluster question is about two faces of one person")
+        return _answer_cluster(ws, a, pa, same)
     if same and pa != pb:
         if kind is None:
             kind = next((q.kind for q in review_questions(ws, 100) if (q.face_a, q.face_b) == (a, b)), "merge")
@@ -409,29 +429,69 @@ def answer(ws: Workspace, a: int, b: int, same: bool, kind: str | None = None):
     return D.DecisionReport(kind, person_id=pa if same else None, people=sorted({pa, pb}), faces=0, decisions=n)
 
 
+def _answer_cluster(ws: Workspace, a: int, person: int, same: bool):
+    """Yes: must-links from face ``a`` to every other face of ``person``; no: the person split into pieces."""
+    from . import decisions as D
+    from . import review as R
+
+    c = ws.catalog
+    fids, pids, emb = c.review.person_vectors()
+    m = pids == person
+    members = fids[m]
+    if same:
+        with c.tx():
+            n = c.review.add_decisions("must_link", [(a, int(f)) for f in members if int(f) != a])
+            c.audit("people_review", decision="cluster_yes", decisions=n)
+        return D.DecisionReport("must_link", person_id=person, people=[person], faces=0, decisions=n)
+    pieces = R.split_pieces(emb[m], DEFAULT)
+    keep = int(np.bincount(pieces).argmax())
+    new, n_dec, moved = [], 0, 0
+    for k in range(int(pieces.max()) + 1):
+        if k != keep:
+            rep = D.split_faces(ws, [int(f) for f in members[pieces == k]])
+            new.append(rep.person_id)
+            n_dec, moved = n_dec + rep.decisions, moved + rep.faces
+    return D.DecisionReport("split", person_id=person, people=[person, *new], faces=moved, decisions=n_dec,
+                            details={"pieces": int(pieces.max()) + 1})
+
+
 def _size(ws: Workspace, person_id: int) -> int:
     card = ws.catalog.review.person(person_id)
     return card.n_faces if card else 0
 
 
 def review_sheet(ws: Workspace, questions: list[ReviewQuestion], out: Path, cell: int = 150) -> Path | None:
-    """One row per question: the two faces' chips side by side, numbered as the CLI lists them."""
+    """One row per question: the two faces' chips side by side, numbered as the CLI lists them; a cluster
+    question's row shows the person's faces (:data:`CLUSTER_SHEET` at most, central first) in two rows of
+    half-size chips."""
     from PIL import Image, ImageDraw
 
     if not questions:
         return None
     import io
 
-    keys = ws.catalog.faces.chip_keys(f for q in questions for f in (q.face_a, q.face_b))
-    sheet = Image.new("RGB", (2 * cell + 10, len(questions) * (cell + 16)), "white")
+    keys = ws.catalog.faces.chip_keys(f for q in questions for f in (q.face_a, q.face_b, *q.faces))
+    half, per_row = cell // 2, (CLUSTER_SHEET + 1) // 2
+    width = max(2 * cell + 10, per_row * half) if any(q.kind == "cluster" for q in questions) else 2 * cell + 10
+    sheet = Image.new("RGB", (width, len(questions) * (cell + 16)), "white")
     draw = ImageDraw.Draw(sheet)
+
+    def paste(fid, size, xy):
+        key = keys.get(fid)
+        if key and ws.store.exists(key):
+            with Image.open(io.BytesIO(ws.store.get(key))) as im:
+                sheet.paste(im.convert("RGB").resize((size, size)), xy)
+
     for k, q in enumerate(questions):
         y = k * (cell + 16)
+        if q.kind == "cluster":
+            for j, fid in enumerate(q.faces[:CLUSTER_SHEET]):
+                paste(fid, half, ((j % per_row) * half, y + (j // per_row) * half))
+            draw.text((3, y + cell + 2), f"{k + 1}: person {q.person_a} one person? ({len(q.faces)} faces shown)",
+                      fill="black")
+            continue
         for col, fid in enumerate((q.face_a, q.face_b)):
-            key = keys.get(fid)
-            if key and ws.store.exists(key):
-                with Image.open(io.BytesIO(ws.store.get(key))) as im:
-                    sheet.paste(im.convert("RGB").resize((cell, cell)), (col * (cell + 10), y))
+            paste(fid, cell, (col * (cell + 10), y))
         draw.text((3, y + cell + 2), f"{k + 1}: faces {q.face_a} / {q.face_b}  {q.kind} {q.linkage:.2f}",
                   fill="black")
     out.parent.mkdir(parents=True, exist_ok=True)
