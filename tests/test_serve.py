@@ -136,7 +136,7 @@ def test_every_page_renders_with_a_strict_csp(review_ws):
     pid = review_ws.catalog.scalar("SELECT id FROM people WHERE n_faces > 0 LIMIT 1")
     for url in ["/", "/images", "/images?status=low_quality", "/images?split=train&label=identity:x", "/image/1",
                 "/people", "/people?sort=doubt", f"/person/{pid}", "/duplicates", "/labels", "/forget",
-                "/consent", "/audit", "/exports", "/rejected"]:
+                "/consent", "/audit", "/exports", "/rejected", "/review"]:
         r = c.get(url, headers=HTML)
         assert r.status_code == 200, (url, r.text[:300])
         assert "script-src 'self'" in r.headers["content-security-policy"]

@@ -38,6 +38,8 @@ PAGE_PEOPLE = 48
 PAGE_FACES = 120
 PAGE_REJECTED = 100
 FORGET_TTL_S = 1800
+REVIEW_LIMIT, REVIEW_MAX = 10, 100  # questions on the review page (default, most)
+REVIEW_KINDS = ("move", "merge", "split", "cluster")
 
 
 class TooLarge(Exception):
@@ -398,6 +400,49 @@ def create_app(ws: Workspace, *, token: str | None = None, owner_token: str | No
         back = str(form.get("back") or "")
         url = back if back in ("/labels",) else f"/person/{person_id}"
         return done(url, f"label set on {rep.faces} images of person {person_id}")
+
+    # -- assisted review: the questions `faceset people review` asks ----------------------------------------
+    @app.get("/review", response_class=HTMLResponse)
+    def review_page(request: Request, limit: str = ""):
+        from ..curate.people import review_questions
+
+        n = _int(limit, "limit", default=REVIEW_LIMIT)
+        if not 1 <= n <= REVIEW_MAX:
+            raise HTTPException(400, f"limit must be between 1 and {REVIEW_MAX}")
+        has_people = bool(rv.people_by_size(limit=1))
+        qs = review_questions(ws, n) if has_people else []
+        return page(request, "review.html", title="review", questions=qs, has_people=has_people, limit=n)
+
+    @app.post("/review/answer")
+    async def review_answer(request: Request):
+        from ..curate.people import answer
+
+        form = await posted(request)
+        a, b = _int(form.get("a"), "face a"), _int(form.get("b"), "face b")
+        if not a or not b:
+            raise HTTPException(400, "the answer needs the two face ids (a, b)")
+        same = str(form.get("same") or "").lower()
+        if same not in ("yes", "no"):
+            raise HTTPException(400, "same must be yes or no")
+        kind = str(form.get("kind") or "") or None
+        if kind is not None and kind not in REVIEW_KINDS:
+            raise HTTPException(400, f"kind must be one of {', '.join(REVIEW_KINDS)}")
+        # the page showed the people the faces were in; if either face moved since, the question is stale
+        now = rv.persons_of_faces([a, b])
+        if a not in now or b not in now:
+            raise HTTPException(404, f"no face {', '.join(str(f) for f in (a, b) if f not in now)} "
+                                     "(erased since the page was shown?)")
+        shown = (_int(form.get("pa"), "person a"), _int(form.get("pb"), "person b"))
+        if any(s is not None and s != now[f] for s, f in zip(shown, (a, b))):
+            raise HTTPException(409, "this question is stale: its faces changed people since the page was shown "
+                                     "(reload the review page)")
+        rep = await run_in_threadpool(answer, ws, a, b, same == "yes", kind)
+        what = {"merge": f"merged into person {rep.person_id}", "must_link": "kept together",
+                "cannot_link": "kept apart", "split": f"{rep.faces} faces moved to person {rep.person_id}"}
+        note = what.get(rep.action, rep.action)
+        if rep.action == "split" and kind == "cluster":
+            note = f"person {rep.person_id} split into {len(rep.people)} people ({rep.faces} faces moved)"
+        return done("/review", f"faces {a} and {b}: answered {same}, {note} ({rep.decisions} decisions)")
 
     # -- duplicates -------------------------------------------------------------------------------------
     @app.get("/duplicates", response_class=HTMLResponse)
