@@ -75,6 +75,19 @@ def curated_ws(tmp_path_factory, scanned_ws) -> Path:
     return root
 
 
+@pytest.fixture
+def cws(curated_ws, tmp_path):
+    """An open, writable copy of ``curated_ws`` for tests that change it."""
+    import shutil
+
+    from faceset import open_workspace
+
+    shutil.copytree(curated_ws, tmp_path / "ws")
+    w = open_workspace(tmp_path / "ws")
+    yield w
+    w.close()
+
+
 @pytest.fixture(scope="session")
 def utk_ws(tmp_path_factory, data_dir) -> Path:
     """UTKFace subset, ingested with the utkface label preset and scanned: every exact-duplicate

@@ -4,25 +4,16 @@ erased only when confirmed or with --include-uncertain), at the operating point 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict
 
 import pytest
 from typer.testing import CliRunner
 
 from conftest import read_labels
-from faceset import open_workspace
 from faceset.curate.match import params_for
 
 WHO = "jennifer_aniston"
 
-
-@pytest.fixture
-def cws(curated_ws, tmp_path):
-    shutil.copytree(curated_ws, tmp_path / "ws")
-    ws = open_workspace(tmp_path / "ws")
-    yield ws
-    ws.close()
 
 
 def _selfies(data_dir, n):

@@ -4,24 +4,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from typer.testing import CliRunner
 
-from faceset import open_workspace
 from faceset.cli import app
 from faceset.curate import cluster_people
 from faceset.curate.decisions import mark_not_a_person
 from faceset.curate.people import answer, review_questions
-
-
-@pytest.fixture
-def cws(curated_ws, tmp_path):
-    shutil.copytree(curated_ws, tmp_path / "ws")
-    ws = open_workspace(tmp_path / "ws")
-    yield ws
-    ws.close()
 
 
 def _reset_people(ws):

@@ -5,7 +5,6 @@ answer as decisions a later clustering keeps."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -30,13 +29,6 @@ def real(curated_ws):
     assert len(fids) > 50 and lab.max() >= 10
     return fids, lab.astype(np.int64), emb.astype(np.float64)
 
-
-@pytest.fixture
-def cws(curated_ws, tmp_path):
-    shutil.copytree(curated_ws, tmp_path / "ws")
-    ws = open_workspace(tmp_path / "ws")
-    yield ws
-    ws.close()
 
 
 def _big_people(lab, n=4):

@@ -1,23 +1,12 @@
 """Identity-disjoint, stable, stratified splits; dataset_faces honours dups, cap and balance."""
 
 import json
-import shutil
 from collections import Counter, defaultdict
 
-import pytest
 from typer.testing import CliRunner
 
-from faceset import open_workspace
 from faceset.cli import app
 from faceset.curate import assign_splits, cluster_people, dataset_faces, split_params
-
-
-@pytest.fixture
-def cws(curated_ws, tmp_path):
-    shutil.copytree(curated_ws, tmp_path / "ws")
-    w = open_workspace(tmp_path / "ws")
-    yield w
-    w.close()
 
 
 def _sides_by_identity(ws):
