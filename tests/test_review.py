@@ -186,3 +186,25 @@ def test_people_answer_to_a_cluster_question_splits_then_keeps_it_split(cws):
         assert (q.kind == "cluster") == bool(q.faces)
         if q.kind == "cluster":
             assert q.face_a in q.faces and {person(f) for f in q.faces} == {q.person_a}
+
+
+def test_large_workspace_graph_maps_rows_back_and_is_reused(cws, monkeypatch):
+    """From index.EXACT_BELOW faces review_questions takes its kNN graph from the workspace index (over face ids
+    in ascending order, not person_vectors' order): every neighbour it returns must be at the distance it
+    reports, the distances must equal the exact graph's, the graph is reused while the faces stay the same,
+    and the questions are the ones the exact graph gives."""
+    import faceset.curate.people as P
+
+    fids, pids, emb = cws.catalog.review.person_vectors()
+    assert not np.all(np.diff(fids) > 0)  # person order: the remapping is really exercised
+    P._GRAPHS.clear()
+    nbr, dist = P._review_graph(cws, fids, emb, DEFAULT.k)
+    rows = np.arange(len(fids))[:, None]
+    assert np.allclose(np.linalg.norm(emb[nbr] - emb[rows], axis=2), dist, atol=1e-4)
+    _, d_exact = R.neighbours(emb, DEFAULT)
+    assert np.allclose(np.sort(dist, 1), np.sort(d_exact, 1), atol=1e-4)
+    assert P._review_graph(cws, fids, emb, DEFAULT.k)[0] is nbr  # cached
+    exact = review_questions(cws, 10)
+    monkeypatch.setattr(P, "EXACT_BELOW", 2)
+    via_graph = review_questions(cws, 10)
+    assert [(q.face_a, q.face_b, q.kind) for q in via_graph] == [(q.face_a, q.face_b, q.kind) for q in exact]

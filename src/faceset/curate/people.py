@@ -27,6 +27,7 @@ import numpy as np
 
 from ..catalog import now
 from ..errors import UsageError
+from ..index import EXACT_BELOW
 from ..progress import Bar, bar
 from ..workspace import Workspace
 from .cluster import DEFAULT, Params, cluster_incremental
@@ -338,6 +339,36 @@ class ReviewQuestion:
         return asdict(self)
 
 
+_GRAPHS: dict[str, tuple[bytes, tuple]] = {}  # workspace root -> (faces key, graph), see _review_graph
+
+
+def _review_graph(ws: Workspace, fids: np.ndarray, emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """kNN of the review faces (rows of ``person_vectors``) through the workspace's ANN index: the exact graph of
+    100k faces took 80 s per question list. The graph depends only on which faces there are, not on who is who,
+    so answers reuse it (kept per workspace for the process; the review page asks again after every answer).
+    Rows a short answer lacks point at themselves, far beyond every bound."""
+    import hashlib
+
+    from .. import vectors as V
+    from ..index import knn_graph
+
+    key = hashlib.blake2b(fids.tobytes() + emb.tobytes(), digest_size=16).digest()
+    hit = _GRAPHS.get(str(ws.root))
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    ix = V.face_index(ws)
+    o = np.argsort(fids, kind="stable")  # knn_graph wants ascending ids
+    gi, gd = knn_graph(np.ascontiguousarray(emb[o]), min(k, len(fids) - 1), index=ix, ids=fids[o])
+    if ix is not None:
+        V.save_face_index(ws, ix)  # derived (cache/vectors): the next process loads it instead of building it
+    pad = gi < 0
+    gi = np.where(pad, np.arange(len(o))[:, None], gi)
+    nbr, dist = np.empty_like(gi), np.empty_like(gd)
+    nbr[o], dist[o] = o[gi], np.where(pad, 9.0, gd)
+    _GRAPHS[str(ws.root)] = (key, (nbr, dist))
+    return nbr, dist
+
+
 def review_questions(ws: Workspace, limit: int = 10, *, params: Params | None = None) -> list[ReviewQuestion]:
     """Up to ``limit`` yes/no questions (:func:`faceset.curate.review.questions` over the 'ok' assigned
     faces), best expected gain first; pairs a decision already settles are not asked again."""
@@ -355,7 +386,8 @@ def review_questions(ws: Workspace, limit: int = 10, *, params: Params | None = 
     ans = R.Answers(must_link=[(row[a], row[b]) for a, b in must_f if a in row and b in row],
                     cannot_link=[(row[a], row[b]) for a, b in cannot_f if a in row and b in row])
     # ask for more than needed: merge questions between people who share a photo are dropped below
-    qs = R.questions(emb, pids, limit=2 * limit + 10, params=p, answers=ans)
+    graph = _review_graph(ws, fids, emb, p.k) if len(fids) >= EXACT_BELOW else None
+    qs = R.questions(emb, pids, limit=2 * limit + 10, params=p, answers=ans, graph=graph)
     faces = c.people.clustering_faces()
     photos: dict[int, set] = {}
     for pid, img in zip(faces.person_ids.tolist(), faces.image_ids.tolist()):
