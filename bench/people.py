@@ -439,6 +439,39 @@ def _cv_md(o: dict) -> str:
     return "\n".join(L) + "\n"
 
 
+def utk_sheet(n: int, cache: Path | None = None, per_row: int = 12, cell: int = 64) -> Path:
+    """Contact sheet of utkface's ``n`` largest clusters at cluster.DEFAULT (the product's clustering), written to
+    bench/out/ only: it holds faces of the shared data, which never enter the repo."""
+    from PIL import Image, ImageDraw
+
+    import identity_cv as C
+    import identity_data as D
+    from faceset.curate.cluster import DEFAULT, cluster
+
+    data = C.load_product(cache)
+    files = D.load_partial("utkface", cache or D.DEFAULT_CACHE)["files"]
+    lab = cluster(data["x_u"], quality=data["q_u"], params=DEFAULT)
+    ids, cnt = np.unique(lab, return_counts=True)
+    top = ids[np.argsort(-cnt, kind="stable")][:n]
+    sheet = Image.new("RGB", (60 + per_row * cell, len(top) * cell), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, c in enumerate(top):
+        m = np.flatnonzero(lab == c)
+        meta = [Path(str(files[i])).name.split("_")[:3] for i in m]  # UTKFace names: age_gender_race_...
+        ages = sorted(int(x[0]) for x in meta)
+        print(json.dumps({"rank": r, "faces": int(len(m)), "ages": ages, "gender": sorted({x[1] for x in meta}),
+                          "race": sorted({x[2] for x in meta})}))
+        draw.text((2, r * cell + cell // 2 - 6), f"{r}: {len(m)}", fill="black")
+        for k, i in enumerate(m[:per_row]):
+            im = Image.open(D.DATA / "utkface" / str(files[i])).convert("RGB").resize((cell, cell))
+            sheet.paste(im, (60 + k * cell, r * cell))
+    out = ROOT / "bench" / "out" / "utk_largest_clusters.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    print(f"sheet: {out}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,100000")
@@ -457,7 +490,13 @@ def main() -> None:
     ap.add_argument("--crowd-fracs", default=None, help="--cv: crowd_frac grid (default 0.2,0.3)")
     ap.add_argument("--no-peers", action="store_true", help="--cv: skip the peers (they use raw descriptors)")
     ap.add_argument("--stem", default=None, help="--cv: output name in bench/results (default people_cv)")
+    ap.add_argument("--sheet", type=int, default=0, metavar="N",
+                    help="only a contact sheet of utkface's N largest clusters at cluster.DEFAULT -> bench/out/ "
+                    "(a row per cluster, with the files' age/gender/race; to check by eye whether a 'distractor "
+                    "crowd' is strangers or one person UTKFace holds many times)")
     a = ap.parse_args()
+    if a.sheet:
+        return utk_sheet(a.sheet, a.wild_cache)
     if a.cv:
         fl = lambda v, f=float: tuple(f(x) for x in v.split(",")) if v else None  # noqa: E731
         people_cv(a.quick, a.wild_cache, kinds=tuple(a.kinds.split(",")),
