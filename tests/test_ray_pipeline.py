@@ -179,10 +179,21 @@ def test_ray_knn_and_index_search_equal_local_bit_for_bit(pipelines):
     assert all(np.array_equal(p, q) for p, q in zip(want, got))
 
     want = cluster(x)  # the whole clustering (graph, crowd split) with its searches routed to Ray
-    with knn_dist.distributed(eng, min_pairs=0):
-        assert graph.knn is not knn_dist._local_knn
-        got = cluster(x)
-    assert graph.knn is knn_dist._local_knn and I.search_rows is knn_dist._local_search_rows  # put back
+    import threading
+
+    calls, run = [], knn_dist._run
+    knn_dist._run = lambda *a, **kw: (calls.append(1), run(*a, **kw))[1]
+    seen = []
+    try:
+        with knn_dist.distributed(eng, min_pairs=0):
+            assert graph.ROUTE.get() is not None
+            t = threading.Thread(target=lambda: seen.append(graph.ROUTE.get()))  # other threads stay local
+            t.start(), t.join()
+            got = cluster(x)
+    finally:
+        knn_dist._run = run
+    assert calls and seen == [None]  # the clustering's searches went to Ray, only in this thread
+    assert graph.ROUTE.get() is None  # put back
     assert np.array_equal(want, got) and want.max() > 10
     eng.close()
 

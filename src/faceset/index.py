@@ -281,6 +281,17 @@ def knn_graph(x: np.ndarray, k: int, *, index: VectorIndex | None = None,
 
 def search_rows(index: VectorIndex, q: np.ndarray, k: int, row_ids: np.ndarray, *,
                 exclude_ids=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`search_rows_local`, or on the engine ``curate.graph.ROUTE`` names (same answer)."""
+    from .curate.graph import ROUTE
+
+    route = ROUTE.get()
+    if route is not None:
+        return route.search_rows(index, q, k, row_ids, exclude_ids=exclude_ids)
+    return search_rows_local(index, q, k, row_ids, exclude_ids=exclude_ids)
+
+
+def search_rows_local(index: VectorIndex, q: np.ndarray, k: int, row_ids: np.ndarray, *,
+                      exclude_ids=None) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest among the rows whose index ids are ``row_ids`` (ascending), when ``index`` may hold
     other ids too: (positions in ``row_ids``, distances), -1 / inf pads. Asks the index for proportionally
     more neighbours when the subset is smaller than the index, then keeps the first k in the subset.

@@ -6,14 +6,36 @@ A dense n x n distance matrix is 40 GB at 100k faces; exact kNN in row blocks
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Callable
 
 import numpy as np
 
 BLOCK_BYTES = 16 << 20
 
+#: Where bulk neighbour searches go: None = this process; set only by :func:`faceset.curate.knn_dist.distributed`
+#: for its ``with`` block. A context variable, so another thread (the web app's) never sees a CLI run's route;
+#: :func:`knn` and :func:`faceset.index.search_rows` consult it, their ``*_local`` twins never do.
+ROUTE: ContextVar = ContextVar("faceset_neighbour_route", default=None)
+
 
 def knn(
+    query: np.ndarray,
+    base: np.ndarray,
+    k: int,
+    *,
+    exclude_self: bool = False,
+    on_rows: Callable[[int], None] | None = None,
+    row_offset: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`knn_local`, or on the engine :data:`ROUTE` names (same answer: curate/knn_dist.py)."""
+    route = ROUTE.get()
+    if route is not None and not row_offset:
+        return route.knn(query, base, k, exclude_self=exclude_self, on_rows=on_rows)
+    return knn_local(query, base, k, exclude_self=exclude_self, on_rows=on_rows, row_offset=row_offset)
+
+
+def knn_local(
     query: np.ndarray,
     base: np.ndarray,
     k: int,

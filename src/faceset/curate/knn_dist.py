@@ -15,11 +15,11 @@ may round a distance differently in the last bit). HNSW: the workers load the sa
 answers each query on its own, so the same rows and distances come back. A stale HNSW (after a removal) is
 rebuilt by the driver first when the local search would have rebuilt it (``index.REBUILD_AT_QUERIES``).
 
-How: :func:`distributed` routes the entry points the clustering calls (``graph.knn``, the names ``cluster.knn``
-and ``refine.knn`` bound from it, and ``index.search_rows``, through which ``index.knn_graph`` goes) to the
-engine for the duration of the ``with`` block, and puts them back after; searches smaller than
-``min_pairs`` query x base rows stay in the driver (shipping would cost more than it saves). The workers call
-the original functions, captured here at import. A task whose worker dies is computed in the driver.
+How: :func:`distributed` sets ``graph.ROUTE`` (a context variable) for the ``with`` block; the two entry points
+the clustering calls, ``graph.knn`` and ``index.search_rows`` (through which ``index.knn_graph`` goes), hand
+their work to it, and only in this thread. Searches smaller than ``min_pairs`` query x base rows stay in the
+driver (shipping would cost more than it saves). Workers and small searches run ``graph.knn_local`` /
+``index.search_rows_local``, which never route. A task whose worker dies is computed in the driver.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ __all__ = ["MIN_PAIRS", "distributed", "knn", "on_engine", "search_rows"]
 MIN_PAIRS = 20_000_000   # query rows x base rows from which a search goes to the engine (~0.3 s of one core)
 CHUNKS_PER_WORKER = 4    # tasks per worker and search: small enough to balance, big enough to amortise a call
 
-_local_knn = _graph.knn                 # what the workers (and small searches) run: never the routed versions
-_local_search_rows = _index.search_rows
+_local_knn = _graph.knn_local                 # what the workers (and small searches) run: never routed
+_local_search_rows = _index.search_rows_local
 
 
 def _chunks(nq: int, nb: int, workers: int, outer: int | None = None) -> list[tuple[int, int]]:
@@ -138,36 +138,36 @@ def search_rows(index: _index.VectorIndex, q: np.ndarray, k: int, row_ids: np.nd
 
 
 # -- routing ---------------------------------------------------------------------------------------------------
+class _Route:
+    """What ``graph.ROUTE`` holds inside :func:`distributed`: the engine and the size from which to use it."""
+
+    def __init__(self, engine, min_pairs: int | None):
+        self.engine, self.min_pairs = engine, min_pairs
+
+    def knn(self, query, base, k, *, exclude_self=False, on_rows=None):
+        return knn(query, base, k, exclude_self=exclude_self, on_rows=on_rows, engine=self.engine,
+                   min_pairs=self.min_pairs)
+
+    def search_rows(self, index, q, k, row_ids, *, exclude_ids=None):
+        return search_rows(index, q, k, row_ids, exclude_ids=exclude_ids, engine=self.engine,
+                           min_pairs=self.min_pairs)
+
+
 @contextmanager
 def distributed(engine, *, min_pairs: int | None = None) -> Iterator[None]:
     """Route the bulk neighbour searches of the code run inside to ``engine`` (an engine with ``put``,
-    ``submit``, ``result``: :class:`faceset.engines.ray_engine.RayEngine`). ``engine`` None: nothing changes.
-    Not re-entrant and not thread-safe (it swaps module attributes for one driver)."""
+    ``submit``, ``result``: :class:`faceset.engines.ray_engine.RayEngine`), in this thread only.
+    ``engine`` None: nothing changes. Not re-entrant (a second route inside one is refused)."""
     if engine is None:
         yield
         return
-    from . import cluster as _cluster
-    from . import refine as _refine
-
-    def routed_knn(query, base, k, *, exclude_self=False, on_rows=None, row_offset=0):
-        if row_offset:
-            return _local_knn(query, base, k, exclude_self=exclude_self, on_rows=on_rows, row_offset=row_offset)
-        return knn(query, base, k, exclude_self=exclude_self, on_rows=on_rows, engine=engine, min_pairs=min_pairs)
-
-    def routed_search_rows(index, q, k, row_ids, *, exclude_ids=None):
-        return search_rows(index, q, k, row_ids, exclude_ids=exclude_ids, engine=engine, min_pairs=min_pairs)
-
-    if _graph.knn is not _local_knn or _index.search_rows is not _local_search_rows:
+    if _graph.ROUTE.get() is not None:
         raise RuntimeError("neighbour searches are already routed to an engine")
-    saved = [(_graph, "knn", _graph.knn), (_cluster, "knn", _cluster.knn), (_refine, "knn", _refine.knn),
-             (_index, "search_rows", _index.search_rows)]
-    _graph.knn = _cluster.knn = _refine.knn = routed_knn
-    _index.search_rows = routed_search_rows
+    token = _graph.ROUTE.set(_Route(engine, min_pairs))
     try:
         yield
     finally:
-        for mod, name, value in saved:
-            setattr(mod, name, value)
+        _graph.ROUTE.reset(token)
 
 
 @contextmanager
