@@ -83,7 +83,12 @@ def test_search_rows_in_blocks_answers_as_in_one_go(real, monkeypatch, kind):
     blocks = I.search_rows(ix, x[::2], 6, sub, exclude_ids=sub)
     assert np.array_equal(one[0], blocks[0]) and np.allclose(one[1], blocks[1])
     assert not (one[0] == np.arange(len(sub))[:, None]).any()  # own row excluded
-    assert (one[0] >= 0).all()
+    # a row is padded (-1) exactly when the proportionally larger ask held fewer than k subset rows (as
+    # documented); which rows those are depends on the scan's face order, so compare with the index itself
+    kk = min(len(ix), int(np.ceil(6 * len(ids) / len(sub))) + 8)
+    f, _ = ix.search(x[::2], kk, exclude_ids=sub)
+    assert np.array_equal((one[0] < 0).any(1), np.isin(f, sub).sum(1) < 6)
+    assert (one[0] >= 0).all(1).mean() > 0.8
 
 
 @pytest.mark.parametrize("kind", ["exact", pytest.param("hnsw", marks=needs_ann)])
