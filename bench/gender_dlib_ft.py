@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import gender_heads as GH  # noqa: E402
 from faceset.train.calibrate import EarlyStopping  # noqa: E402
+from faceset.train.train import weighted_epoch  # noqa: E402
 
 CACHE = Path("/tmp/gender_dlib_ft")
 RESULTS = ROOT / "bench" / "results"
@@ -177,14 +178,7 @@ def tail_fit(net, k, head0, Atr, ytr, wtr, Ava, yva, *, seed, lr, head_lr=1e-3, 
     stop.step(vloss(), model)
     best_epoch, epochs = 0, 0
     for ep in range(1, max_epochs + 1):
-        model.train()
-        perm = torch.randperm(len(xt), generator=g)
-        for i in range(0, len(perm), batch):
-            b = perm[i:i + batch]
-            loss = (F.cross_entropy(model(xt[b]), yt[b], reduction="none") * wt[b]).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        weighted_epoch(model, xt, yt, wt, opt, g, batch)
         epochs = ep
         before = stop.best
         if stop.step(vloss(), model) and not fixed:

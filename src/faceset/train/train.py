@@ -187,6 +187,19 @@ def sample_weights(y: np.ndarray, classes: list[str], groups: list[str] | None) 
     return (w / w.mean()).astype(np.float32)
 
 
+def weighted_epoch(model: torch.nn.Module, xt: torch.Tensor, yt: torch.Tensor, wt: torch.Tensor, opt,
+                   g: torch.Generator, batch: int) -> None:
+    """One pass over the training rows in a seeded random order: per-sample weighted cross-entropy, one step a batch."""
+    model.train()
+    perm = torch.randperm(len(xt), generator=g)
+    for i in range(0, len(perm), batch):
+        b = perm[i:i + batch]
+        loss = (F.cross_entropy(model(xt[b]), yt[b], reduction="none") * wt[b]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 def fit_head(Xtr: np.ndarray, ytr: np.ndarray, wtr: np.ndarray, Xva: np.ndarray, yva: np.ndarray, n_classes: int, *,
              hidden: int = 0, seed: int = 0, max_epochs: int = 300, patience: int = 15, lr: float = 1e-3,
              weight_decay: float = 1e-3, batch: int = 256) -> tuple[M.Head, int]:
@@ -205,14 +218,7 @@ def fit_head(Xtr: np.ndarray, ytr: np.ndarray, wtr: np.ndarray, Xva: np.ndarray,
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     stop, epoch = EarlyStopping(patience), 0
     for epoch in range(1, max_epochs + 1):  # noqa: B007 (the last epoch run is returned)
-        head.train()
-        perm = torch.randperm(len(xt), generator=g)
-        for i in range(0, len(perm), batch):
-            b = perm[i:i + batch]
-            loss = (F.cross_entropy(head(xt[b]), yt[b], reduction="none") * wt[b]).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        weighted_epoch(head, xt, yt, wt, opt, g, batch)
         head.eval()
         with torch.no_grad():
             n = len(xv)
