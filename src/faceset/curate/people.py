@@ -352,7 +352,9 @@ def _review_graph(ws: Workspace, fids: np.ndarray, emb: np.ndarray, k: int) -> t
     from .. import vectors as V
     from ..index import knn_graph
 
-    key = hashlib.blake2b(fids.tobytes() + emb.tobytes(), digest_size=16).digest()
+    h = hashlib.blake2b(np.ascontiguousarray(fids), digest_size=16)
+    h.update(np.ascontiguousarray(emb))  # no 51 MB concatenated copy at 100k faces
+    key = h.digest()
     hit = _GRAPHS.get(str(ws.root))
     if hit is not None and hit[0] == key:
         return hit[1]
