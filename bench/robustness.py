@@ -66,7 +66,8 @@ def transforms(rgb: np.ndarray, box, landmarks, seed: int):
     for a in ROTATIONS:
         for sgn in (1, -1):
             r, rc = _rotate(im, sgn * a, c)
-            out.append((f"rotated {a}", np.asarray(r), rc, size))
+            out.append((f"rotated {a}" + ("" if a != 90 else " left" if sgn > 0 else " right"), np.asarray(r), rc,
+                        size))
     for px in SMALL:
         s = px / size
         small = im.resize((max(int(round(im.width * s)), 1), max(int(round(im.height * s)), 1)), Image.LANCZOS)
@@ -99,6 +100,9 @@ def transforms(rgb: np.ndarray, box, landmarks, seed: int):
     return out
 
 
+seed_sign = {"rotated 90 left": 1, "rotated 90 right": -1}
+
+
 def _hit(boxes, c, size) -> bool:
     return any(math.hypot(bx + bw / 2 - c[0], by + bh / 2 - c[1]) <= 0.5 * size for bx, by, bw, bh in boxes)
 
@@ -115,7 +119,7 @@ def load(path: str, max_side: int) -> np.ndarray:
 
 
 def _one(args) -> list | None:
-    path, seed, max_side = args
+    path, seed, max_side, only = args
     import dlib
 
     from faceset.scan import analyze
@@ -130,9 +134,20 @@ def _one(args) -> list | None:
         return None
     rows = []
     for name, img, c, size in transforms(rgb, main.box, main.landmarks, seed):
+        if only and name not in only:
+            continue
         t = time.perf_counter()
-        ours = [f.box for f in analyze(img, crops=False) if f.status != "not_real_face"]
+        found = [f for f in analyze(img, crops=False) if f.status != "not_real_face"]
+        ours = [f.box for f in found]
         t_ours = time.perf_counter() - t
+        if name.startswith("rotated 90"):  # with scan's --quarter-turns: found, and turned the right way?
+            t = time.perf_counter()
+            found = [f for f in analyze(img, crops=False, quarter_turns=True) if f.status != "not_real_face"]
+            t_turns = time.perf_counter() - t
+            undo = -90 if seed_sign[name] > 0 else 90
+            wrong = sum(1 for f in found if f.turned not in (0, undo) and _hit([f.box], c, size))
+            rows.append((name + ", --quarter-turns", _hit([f.box for f in found], c, size), False, t_turns, 0.0))
+            rows.append((name + ", --quarter-turns: found upside down", wrong > 0, False, 0.0, 0.0))
         t = time.perf_counter()
         peer = [(r.left(), r.top(), r.width(), r.height()) for r in hog(np.ascontiguousarray(img), 1)]
         t_peer = time.perf_counter() - t
@@ -145,12 +160,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--wild", type=int, default=160, help="identities_wild photos (whole people) next to identities")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--max-side", type=int, default=400, help="shrink each photo to this long side first")
+    ap.add_argument("--only", default="", help="comma list of transform names (default: all; results not saved)")
     ap.add_argument("--limit", type=int, default=0, help="smoke test: the first N portraits only")
     ap.add_argument("--sheet", default=str(ROOT / "bench" / "out" / "robustness_examples.png"),
                     help="contact sheet of one portrait's variants ('' for none)")
     a = ap.parse_args(argv)
     import multiprocessing as mp
 
+    only = tuple(filter(None, a.only.split(",")))
     items = [it for it in portraits(wild=a.wild) if it["subset"] in ("identities", "identities_wild")]
     items = [it for it in items if "partial" not in it.get("note", "")]
     if a.limit:
@@ -159,8 +176,8 @@ def main(argv=None) -> dict:
     R: dict = {}
     used = 0
     with mp.get_context("spawn").Pool(a.jobs) as pool:
-        for i, rows in enumerate(pool.imap_unordered(_one, [(it["path"], n, a.max_side) for n, it in enumerate(items)],
-                                                     chunksize=4)):
+        tasks = [(it["path"], n, a.max_side, only) for n, it in enumerate(items)]
+        for i, rows in enumerate(pool.imap_unordered(_one, tasks, chunksize=4)):
             if rows is None:
                 continue
             used += 1
@@ -179,7 +196,7 @@ def main(argv=None) -> dict:
                           for k, v in R.items()}}
     if a.sheet:
         res["sheet"] = sheet(items[0]["path"], Path(a.sheet), a.max_side)
-    if not a.limit:
+    if not a.limit and not only:
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / "robustness.json").write_text(json.dumps(res, indent=1))
         (OUT / "robustness.md").write_text(render(res))

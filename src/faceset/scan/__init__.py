@@ -26,6 +26,7 @@ from .pipeline import (
     DEFAULT_DETECTOR,
     DEFAULT_VERIFIER,
     NOT_REAL,
+    QUARTER_TURNS,
     FaceResult,
     analyze_rgb,
     check_options,
@@ -73,10 +74,11 @@ class ScanReport:
 
 
 def analyze(rgb: np.ndarray, *, embed: bool = True, crops: bool = True, detector: str = DEFAULT_DETECTOR,
-            verifier: str = DEFAULT_VERIFIER) -> list[FaceResult]:
+            verifier: str = DEFAULT_VERIFIER, quarter_turns: bool = QUARTER_TURNS) -> list[FaceResult]:
     """Faces in one HxWx3 uint8 image, main subject first (boxes in that image's pixels).
 
     Faces the real-face verifier rejects are returned with status 'not_real_face' (and their kind).
+    ``quarter_turns``: with no real face upright, look again turned a quarter left and right (sideways photos).
     """
     check_options(detector, verifier)
     rgb = np.asarray(rgb)
@@ -85,11 +87,11 @@ def analyze(rgb: np.ndarray, *, embed: bool = True, crops: bool = True, detector
     if rgb.ndim != 3 or rgb.shape[2] < 3 or rgb.dtype != np.uint8:
         raise UsageError(f"expected an HxWx3 uint8 image, got shape {rgb.shape} dtype {rgb.dtype}")
     return analyze_rgb(np.ascontiguousarray(rgb[..., :3]), embed=embed, crops=crops, detector=detector,
-                       verifier=verifier)
+                       verifier=verifier, quarter_turns=quarter_turns)
 
 
 def detect(paths: list[str | Path], *, detector: str = DEFAULT_DETECTOR,
-           verifier: str = DEFAULT_VERIFIER) -> list[dict]:
+           verifier: str = DEFAULT_VERIFIER, quarter_turns: bool = QUARTER_TURNS) -> list[dict]:
     """One record per file: ``{"path", "faces": [{"box", "score", "landmarks", ...}], "rejected"}``.
 
     ``faces`` lists real faces only; faces the verifier rejects are in ``not_real`` (with their kind).
@@ -100,7 +102,8 @@ def detect(paths: list[str | Path], *, detector: str = DEFAULT_DETECTOR,
         rec = {"path": str(p), "faces": [], "rejected": None}
         try:  # the guarded reader + the shared budget (imageio.read_file / check_dims): no FIFO hang, no OOM
             rgb, k = decode(imageio.read_file(p))
-            faces = analyze_rgb(rgb, embed=verifier != "off", crops=False, detector=detector, verifier=verifier)
+            faces = analyze_rgb(rgb, embed=verifier != "off", crops=False, detector=detector, verifier=verifier,
+                                quarter_turns=quarter_turns)
         except imageio.Rejected as r:
             rec["rejected"] = "not found" if r.code == "missing" else f"{r.code}: {r.reason}"
         except Exception as e:
@@ -109,7 +112,7 @@ def detect(paths: list[str | Path], *, detector: str = DEFAULT_DETECTOR,
             def _rec(f, k=k):
                 return {"box": [round(v * k, 1) for v in f.box], "score": round(f.score, 4),
                         "landmarks": np.round(f.landmarks * k, 1).tolist(), "is_main": f.is_main,
-                        "yaw": f.quality["yaw"], "detector": f.detector}
+                        "yaw": f.quality["yaw"], "detector": f.detector, "turned": f.turned}
             rec["faces"] = [_rec(f) for f in faces if f.status != NOT_REAL]
             fake = [f for f in faces if f.status == NOT_REAL]
             if fake:
@@ -138,7 +141,7 @@ def count_pending(ws: Workspace) -> int:
 
 def scan(ws: Workspace, *, engine: str = "local", workers: int | None = None, ray_address: str | None = None,
          progress: bool = True, batch: int = WRITE_EVERY, detector: str = DEFAULT_DETECTOR,
-         verifier: str = DEFAULT_VERIFIER) -> ScanReport:
+         verifier: str = DEFAULT_VERIFIER, quarter_turns: bool = QUARTER_TURNS) -> ScanReport:
     """Scan every image with status 'new'; rerun after any interruption to finish the rest.
 
     ``batch``: results per catalog transaction (also written every WRITE_SECONDS); a kill loses at most one.
@@ -166,7 +169,7 @@ def scan(ws: Workspace, *, engine: str = "local", workers: int | None = None, ra
     last_write = time.perf_counter()
     try:
         with bar("scan", total, progress) as b:
-            opts = {"detector": detector, "verifier": verifier}
+            opts = {"detector": detector, "verifier": verifier, "quarter_turns": quarter_turns}
             for res in eng.imap(process, _tasks(ws, eng.wants_bytes, opts=opts)):
                 buf.append(res)
                 if len(buf) >= batch or time.perf_counter() - last_write > WRITE_SECONDS:

@@ -42,6 +42,11 @@ VERIFIERS = ("auto", "full", "fast", "off")
 DEFAULT_VERIFIER = "auto"
 AUTO_SURE = 0.5
 NOT_REAL = "not_real_face"
+# No real face upright: look again a quarter turn left and right (sideways photos whose orientation tag was lost).
+# bench/results/robustness.md: faces turned 90 degrees 80.7% found upright only, 98.7% with the turns; off by
+# default because no-face images pay two more detector passes (bench/results/quarter_turns.md: 1.8x CPU there).
+QUARTER_TURNS = False
+UPRIGHT_MIN = 0.5   # a turn is kept only when its best real face has P(upright) >= this (scan/verify.p_upright)
 
 
 def check_options(detector: str, verifier: str) -> None:
@@ -113,12 +118,13 @@ class FaceResult:
     status: str = "ok"                           # ok | low_quality | not_real_face
     kind: str = "real"                           # verifier's verdict: real | cartoon | painting | ...
     p_real: float = 1.0                          # verifier's P(real) (1.0 when it is off)
+    turned: int = 0                              # degrees the image was turned (counter-clockwise) to find it
 
     def to_dict(self) -> dict:
         return {"box": [round(v, 1) for v in self.box], "score": round(self.score, 4),
                 "landmarks": np.round(self.landmarks, 1).tolist(), "quality": self.quality,
                 "is_main": self.is_main, "detector": self.detector, "status": self.status,
-                "kind": self.kind, "p_real": round(self.p_real, 4)}
+                "kind": self.kind, "p_real": round(self.p_real, 4), "turned": self.turned}
 
 
 def prominence(box_xywh, shape) -> float:
@@ -132,11 +138,75 @@ def prominence(box_xywh, shape) -> float:
 
 
 def analyze_rgb(rgb: np.ndarray, *, embed: bool = True, crops: bool = True, timings: dict | None = None,
-                detector: str = DEFAULT_DETECTOR, verifier: str = DEFAULT_VERIFIER) -> list[FaceResult]:
+                detector: str = DEFAULT_DETECTOR, verifier: str = DEFAULT_VERIFIER,
+                quarter_turns: bool = QUARTER_TURNS) -> list[FaceResult]:
     """Every face, main subject first. Faces the verifier calls not real keep status 'not_real_face'.
 
     The verifier needs the embedding (and, for 'full', the crops): with ``embed=False`` it is off.
+    ``quarter_turns``: when no real face is found upright, look again with the image turned a quarter either
+    way (sideways photos whose orientation tag was lost); boxes and landmarks come back in this image's
+    pixels, the chips upright.
     """
+    out = _analyze_upright(rgb, embed, crops, timings, detector, verifier)
+    if quarter_turns and embed and detector != "cascade" and not any(f.status != NOT_REAL for f in out):
+        # Both turns: in a sideways photo one is upright and the other upside down, and detector and verifier
+        # accept upside-down faces too, so the turn whose best real face looks most upright wins, if it does.
+        # Only faces lying sideways in the photo count, and only where the turn sees them more upright than the
+        # upright pass did: a face upright in the photo was already judged as it is (a turn is no second try at
+        # the verifier, which an upright painting seen sideways, through a frontal landmark fit, can fool).
+        from .cascade import iou
+        from .verify import p_upright
+
+        seen = [((x, y, x + w, y + h), float(p_upright([f.embedding])[0])) for f in out
+                if f.embedding is not None for x, y, w, h in [f.box]]
+
+        def new_face(f) -> bool:
+            x, y, w, h = f.box
+            p = float(p_upright([f.embedding])[0]) if f.embedding is not None else 0.0
+            return _sideways(f.landmarks) and not any(iou((x, y, x + w, y + h), b) >= 0.3 and q >= p
+                                                      for b, q in seen)
+
+        best, best_p = None, UPRIGHT_MIN
+        for k in (1, -1):
+            turned = [_turned_back(f, k, rgb.shape) for f in _analyze_upright(
+                np.ascontiguousarray(np.rot90(rgb, k)), embed, crops, timings, detector, verifier)]
+            turned = [f for f in turned if new_face(f)]
+            real = [f.embedding for f in turned if f.status != NOT_REAL and f.embedding is not None]
+            p = float(p_upright(real).max()) if real else 0.0
+            if p >= best_p:
+                best, best_p = turned, p
+        if best is not None:
+            main = max((f for f in best if f.status != NOT_REAL), key=lambda f: prominence(f.box, rgb.shape))
+            for f in best + out:
+                f.is_main = f is main
+            return sorted(best, key=lambda f: not f.is_main) + out
+    return out
+
+
+def _sideways(landmarks) -> bool:
+    """The eye line (dlib 5 points: 0-1 one eye, 2-3 the other) is steeper than 45 degrees."""
+    lm = np.asarray(landmarks, np.float64)
+    dx, dy = lm[2:4].mean(0) - lm[0:2].mean(0)
+    return abs(dy) > abs(dx)
+
+
+def _turned_back(f: FaceResult, k: int, shape) -> FaceResult:
+    """A face found in ``np.rot90(image, k)`` (k = 1: turned left, -1: right) in the image's own pixels."""
+    H, W = shape[:2]
+    x, y, w, h = f.box
+    lm = np.asarray(f.landmarks, np.float64)
+    if k == 1:  # rot90 left: (x, y) -> (y, W - 1 - x)
+        f.box = (W - y - h, x, h, w)
+        f.landmarks = np.stack([W - 1 - lm[:, 1], lm[:, 0]], 1)
+    else:       # rot90 right: (x, y) -> (H - 1 - y, x)
+        f.box = (y, H - x - w, h, w)
+        f.landmarks = np.stack([lm[:, 1], H - 1 - lm[:, 0]], 1)
+    f.turned = 90 * k
+    return f
+
+
+def _analyze_upright(rgb: np.ndarray, embed: bool, crops: bool, timings: dict | None, detector: str,
+                     verifier: str) -> list[FaceResult]:
     t0 = time.perf_counter()
     dets = find(rgb, detector)
     t1 = time.perf_counter()
@@ -227,7 +297,7 @@ def process(task: tuple) -> dict:
     """Worker entry point: (image_id, path-or-bytes[, options]) -> plain result dict (never raises).
 
     ``options`` (a dict shipped with each task, so every engine runs the same settings):
-    ``detector`` and ``verifier`` as in :func:`analyze_rgb`.
+    ``detector``, ``verifier`` and ``quarter_turns`` as in :func:`analyze_rgb`.
     """
     global _WORKER_READY
     if not _WORKER_READY:
@@ -237,12 +307,13 @@ def process(task: tuple) -> dict:
     opts = rest[0] if rest else {}
     detector = opts.get("detector", DEFAULT_DETECTOR)
     verifier = opts.get("verifier", DEFAULT_VERIFIER)
+    turns = bool(opts.get("quarter_turns", QUARTER_TURNS))
     timings: dict = {}
     t0 = time.perf_counter()
     try:
         rgb, k = decode(src, max_pixels=None)  # a stored copy: it passed ingest's --max-pixels already
         timings["decode"] = time.perf_counter() - t0
-        faces = analyze_rgb(rgb, timings=timings, detector=detector, verifier=verifier)
+        faces = analyze_rgb(rgb, timings=timings, detector=detector, verifier=verifier, quarter_turns=turns)
     except imageio.Rejected as r:  # over the shared pixel / aspect budget (imageio.check_dims)
         return {"image_id": image_id, "status": "error", "reason": f"{r.code}: {r.reason}"[:300],
                 "faces": [], "timings": timings}

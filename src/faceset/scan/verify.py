@@ -346,3 +346,23 @@ def is_real_face(features: np.ndarray, *, threshold: float | None = None,
         kind = "real" if real else max((q, c) for q, c in zip(v.proba(np.asarray(features)[None])[0], v.classes)
                                        if c != "real")[1]
     return real, kind, p
+
+
+UPRIGHT = Path(__file__).with_name("weights") / "upright.npz"  # bench/train_upright.py
+
+
+@lru_cache(maxsize=None)
+def _upright_weights() -> tuple[np.ndarray, float]:
+    z = np.load(UPRIGHT)
+    return z["coef"].astype(np.float64), float(z["intercept"])
+
+
+def p_upright(embeddings) -> np.ndarray:
+    """P(the chip is upright, not upside down) per 128-D dlib embedding (bench/results/upright.md).
+
+    The detector and the verifier both accept upside-down faces; the quarter-turn rescue asks this to tell
+    the right turn of a sideways photo from the wrong one.
+    """
+    X = np.atleast_2d(np.asarray(embeddings, np.float64))
+    w, b = _upright_weights()
+    return 1.0 / (1.0 + np.exp(-(X @ w + b)))
