@@ -184,7 +184,7 @@ def test_shipped_verifier_tells_a_photo_from_a_cartoon(data_dir, portrait):
 def test_every_shipped_weight_file_loads_with_consistent_dimensions():
     from faceset.scan import verify
 
-    files = sorted(verify.WEIGHTS.parent.glob("*.npz"))
+    files = sorted(verify.WEIGHTS.parent.glob("face_verifier*.npz"))
     if not files:
         pytest.skip("no shipped verifier weights")
     for f in files:
@@ -192,6 +192,11 @@ def test_every_shipped_weight_file_loads_with_consistent_dimensions():
         assert v.n_features == sum(verify.BLOCK_DIMS[b] for b in v.blocks)
         assert "real" in v.classes and 0.0 < v.threshold < 1.0 and f.stat().st_size < 2_000_000
         assert set(v.classes) <= set(verify.KINDS)
+    # the quarter-turn rescue's upright head: one weight per embedding dimension, nothing else in the folder
+    w, b = verify._upright_weights()
+    assert w.shape == (128,) and np.isfinite(w).all() and np.isfinite(b)
+    others = set(verify.WEIGHTS.parent.glob("*.npz")) - set(files) - {verify.UPRIGHT}
+    assert not others, others
 
 
 # -- the scan pipeline with the detector / verifier options (W_detect, issue #11) ----------------------
