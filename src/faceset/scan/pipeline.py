@@ -149,38 +149,50 @@ def analyze_rgb(rgb: np.ndarray, *, embed: bool = True, crops: bool = True, timi
     """
     out = _analyze_upright(rgb, embed, crops, timings, detector, verifier)
     if quarter_turns and embed and detector != "cascade" and not any(f.status != NOT_REAL for f in out):
-        # Both turns: in a sideways photo one is upright and the other upside down, and detector and verifier
-        # accept upside-down faces too, so the turn whose best real face looks most upright wins, if it does.
-        # Only faces lying sideways in the photo count, and only where the turn sees them more upright than the
-        # upright pass did: a face upright in the photo was already judged as it is (a turn is no second try at
-        # the verifier, which an upright painting seen sideways, through a frontal landmark fit, can fool).
-        from .cascade import iou
-        from .verify import p_upright
-
-        seen = [((x, y, x + w, y + h), float(p_upright([f.embedding])[0])) for f in out
-                if f.embedding is not None for x, y, w, h in [f.box]]
-
-        def new_face(f) -> bool:
-            x, y, w, h = f.box
-            p = float(p_upright([f.embedding])[0]) if f.embedding is not None else 0.0
-            return _sideways(f.landmarks) and not any(iou((x, y, x + w, y + h), b) >= 0.3 and q >= p
-                                                      for b, q in seen)
-
-        best, best_p = None, UPRIGHT_MIN
-        for k in (1, -1):
-            turned = [_turned_back(f, k, rgb.shape) for f in _analyze_upright(
-                np.ascontiguousarray(np.rot90(rgb, k)), embed, crops, timings, detector, verifier)]
-            turned = [f for f in turned if new_face(f)]
-            real = [f.embedding for f in turned if f.status != NOT_REAL and f.embedding is not None]
-            p = float(p_upright(real).max()) if real else 0.0
-            if p >= best_p:
-                best, best_p = turned, p
-        if best is not None:
-            main = max((f for f in best if f.status != NOT_REAL), key=lambda f: prominence(f.box, rgb.shape))
-            for f in best + out:
-                f.is_main = f is main
-            return sorted(best, key=lambda f: not f.is_main) + out
+        turned = _quarter_turns(rgb, out, embed, crops, timings, detector, verifier)
+        if turned:
+            for f in out:
+                f.is_main = False
+            return turned + out
     return out
+
+
+def _quarter_turns(rgb, upright: list[FaceResult], *args) -> list[FaceResult]:
+    """The faces of the better quarter turn, main subject first, in ``rgb``'s pixels; [] when neither helps.
+
+    In a sideways photo one turn is upright and the other upside down, and detector and verifier accept
+    upside-down faces too, so the turn whose best real face looks most upright wins, if it does. Only faces
+    lying sideways in the photo count, and only where the turn sees them more upright than the upright pass
+    did: a face upright in the photo was already judged as it is (a turn is no second try at the verifier,
+    which an upright painting seen sideways, through a frontal landmark fit, can fool).
+    """
+    from .cascade import iou
+    from .verify import p_upright
+
+    def ltrb(f):
+        x, y, w, h = f.box
+        return (x, y, x + w, y + h)
+
+    def up(faces):
+        return p_upright([f.embedding for f in faces]) if faces else np.zeros(0)
+
+    seen = list(zip(map(ltrb, upright), up(upright)))
+    best, best_p = [], UPRIGHT_MIN
+    for k in (1, -1):
+        faces = [_turned_back(f, k, rgb.shape)
+                 for f in _analyze_upright(np.ascontiguousarray(np.rot90(rgb, k)), *args)]
+        faces = [f for f, p in zip(faces, up(faces)) if _sideways(f.landmarks)
+                 and not any(iou(ltrb(f), b) >= 0.3 and q >= p for b, q in seen)]
+        real = [f for f in faces if f.status != NOT_REAL]
+        p = float(up(real).max()) if real else 0.0
+        if p >= best_p:
+            best, best_p = faces, p
+    if best:
+        main = max((f for f in best if f.status != NOT_REAL), key=lambda f: prominence(f.box, rgb.shape))
+        for f in best:
+            f.is_main = f is main
+        best.sort(key=lambda f: not f.is_main)
+    return best
 
 
 def _sideways(landmarks) -> bool:

@@ -358,7 +358,7 @@ def _upright_weights() -> tuple[np.ndarray, float]:
 
 
 def p_upright(embeddings) -> np.ndarray:
-    """P(the chip is upright, not upside down) per 128-D dlib embedding (bench/results/upright.md).
+    """P(the chip is upright, not turned 90 / 180 / 270 degrees) per 128-D dlib embedding (bench/results/upright.md).
 
     The detector and the verifier both accept upside-down faces; the quarter-turn rescue asks this to tell
     the right turn of a sideways photo from the wrong one.
