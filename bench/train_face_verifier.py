@@ -284,31 +284,36 @@ def logit(p) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def nested_scores(F, items, blocks) -> tuple[np.ndarray, dict, np.ndarray]:
+def nested_scores(F, items, blocks, *, fo=None, y=None, use=None) -> tuple[np.ndarray, dict, np.ndarray]:
     """Outer-fold P(real) of every face, and per outer fold the inner out-of-fold P(real) of its training faces
-    (what a threshold, or a combination of heads, is chosen on without seeing the outer fold)."""
-    X, y = X_of(F, blocks), F["label"]
+    (what a threshold, or a combination of heads, is chosen on without seeing the outer fold).
+
+    ``fo`` (fold per image; default ``folds(items)``), ``y`` (labels; default ``F["label"]``) and ``use`` (faces
+    that may be trained on; default every labelled one) are for benches that add training-only images."""
+    X, y = X_of(F, blocks), (F["label"] if y is None else y)
     img = F["image"]
-    fo = folds(items)
+    fo = folds(items) if fo is None else fo
+    use = (y != "") if use is None else use
     outer = np.full(len(y), np.nan)
     inner: dict = {}
     for f in sorted(set(fo)):
         te = (fo == f)[img]
-        trn = ~te & (y != "")
+        trn = ~te & use
         outer[te] = fit(X[trn], y[trn], None).p_real(X[te])
         inner[f] = np.full(len(y), np.nan)
         for g in sorted(set(fo)):
             if g == f:
                 continue
             te2 = (fo == g)[img]
-            trn2 = ~te & ~te2 & (y != "")
+            trn2 = ~te & ~te2 & use
             inner[f][te2] = fit(X[trn2], y[trn2], None).p_real(X[te2])
     return outer, inner, fo
 
 
-def nested_cuts(F, inner: dict, fo) -> dict:
-    """Per outer fold: the largest cut keeping POS_RECALL of its training positives' inner scores."""
-    img, pos = F["image"], F["label"] == "real"
+def nested_cuts(F, inner: dict, fo, pos=None) -> dict:
+    """Per outer fold: the largest cut keeping POS_RECALL of its training positives' inner scores (``pos``:
+    which faces are positives; default every face labelled real)."""
+    img, pos = F["image"], (F["label"] == "real" if pos is None else pos)
     cuts = {}
     for f, sc in inner.items():
         p = np.sort(sc[pos & (fo != f)[img]])

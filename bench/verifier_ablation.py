@@ -175,32 +175,15 @@ class CV:
 
     def scores(self, blocks, styles=(), syn_class=False):
         """Outer-fold P(real) of every face and the inner out-of-fold scores of each outer fold's training side."""
-        X = T.X_of(self.F, blocks)
         y = self.label_syn if syn_class else self.label_kind
-        img = self.F["image"]
         use = (y != "") & (self.is_real | np.isin(self.style, list(styles)))
-        outer = np.full(len(y), np.nan)
-        inner = {}
-        for f in range(5):
-            te = (self.fo == f)[img]
-            outer[te] = T.fit(X[~te & use], y[~te & use], None).p_real(X[te])
-            inner[f] = np.full(len(y), np.nan)
-            for g in range(5):
-                if g != f:
-                    te2 = (self.fo == g)[img]
-                    trn = ~te & ~te2 & use
-                    inner[f][te2] = T.fit(X[trn], y[trn], None).p_real(X[te2])
+        outer, inner, _ = T.nested_scores(self.F, None, blocks, fo=self.fo, y=y, use=use)
         return outer, inner
 
     def cut(self, inner) -> np.ndarray:
         """Per face: its outer fold's cut, keeping POS_RECALL of the fold's *real* training positives."""
-        img = self.F["image"]
-        pos = (self.label_kind == "real") & self.is_real
-        c = {}
-        for f, sc in inner.items():
-            p = np.sort(sc[pos & (self.fo != f)[img]])
-            c[f] = float(p[int(np.floor((1 - T.POS_RECALL) * len(p)))])
-        return np.array([c[f] for f in range(5)])[self.fo[img]]
+        c = T.nested_cuts(self.F, inner, self.fo, pos=(self.label_kind == "real") & self.is_real)
+        return np.array([c[f] for f in range(5)])[self.fo[self.F["image"]]]
 
     def stacked(self, fast, full) -> dict:
         (of, inf), (oF, inF) = fast, full
